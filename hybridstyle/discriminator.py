@@ -23,6 +23,23 @@ def _patch_discriminator(in_channels: int, base_channels: int, num_layers: int, 
     return nn.Sequential(*layers)
 
 
+def _min_size(num_layers: int, num_scales: int) -> int:
+    """Smallest image side for which every scale's PatchGAN still has an input of at least 2 pixels per conv."""
+
+    def fits(size: int) -> bool:
+        for scale in range(num_scales):
+            if scale:
+                size = (size + 1) // 2  # avg_pool2d(3, stride 2, padding 1)
+            patch = size
+            for i in range(num_layers + 1):  # 4x4 convs with padding 1 need >= 2 pixels
+                if patch < 2:
+                    return False
+                patch = patch // 2 if i == 0 or i < num_layers - 1 else patch - 1
+        return True
+
+    return next(size for size in range(1, 1 << 16) if fits(size))
+
+
 class MultiScaleDiscriminator(ModelMixin, ConfigMixin):
     r"""
     PatchGAN discriminators applied to the image at several scales (each half the previous): the fine scale judges
@@ -48,9 +65,17 @@ class MultiScaleDiscriminator(ModelMixin, ConfigMixin):
         self.discriminators = nn.ModuleList(
             _patch_discriminator(in_channels, base_channels, num_layers, use_spectral_norm) for _ in range(num_scales)
         )
+        self.min_size = _min_size(num_layers, num_scales)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Images ``(N, C, H, W)`` (RGB in [0, 1]) to a list of patch logit maps, finest scale first."""
+        if images.dim() != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(f"images must be (N, {self.config.in_channels}, H, W), got {tuple(images.shape)}")
+        if min(images.shape[2:]) < self.min_size:
+            raise ValueError(
+                f"images of {images.shape[3]}x{images.shape[2]} are too small for {len(self.discriminators)} scales of "
+                f"{self.config.num_layers}-layer PatchGANs; each side needs at least {self.min_size} pixels"
+            )
         x = images * 2 - 1
         logits = []
         for i, discriminator in enumerate(self.discriminators):

@@ -28,33 +28,52 @@ def _open(source: ImageInput, what: str) -> Image.Image:
         return _from_array(source, what)
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if os.path.isdir(path):
+            raise ImageLoadError(f"{what}: {path!r} is a folder; pass the path of one image file inside it")
         if not os.path.isfile(path):
-            raise ImageLoadError(f"{what}: no such file {path!r}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS
-                try:
-                    image = Image.open(path)
-                    image.load()
-                finally:
-                    Image.MAX_IMAGE_PIXELS = previous
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ImageLoadError(
-                f"{what}: {path!r} is too large ({err}); the limit is {MAX_IMAGE_PIXELS:,} pixels. Downscale it first."
-            ) from None
-        except UnidentifiedImageError:
-            raise ImageLoadError(f"{what}: {path!r} is not an image PIL can read; use PNG, JPEG, WebP, BMP or TIFF") from None
-        except (OSError, SyntaxError) as err:
-            raise ImageLoadError(f"{what}: {path!r} is damaged or truncated ({err}); re-export or re-download it") from None
+                f"{what}: no such file {path!r}; check the path (relative paths start from {os.getcwd()!r})"
+            )
+        image = _open_file(path, what)
     else:
         raise ImageLoadError(f"{what}: expected a path, PIL image or numpy array, got {type(source).__name__}")
-    if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise ImageLoadError(
-            f"{what}: {image.width}x{image.height} is over the {MAX_IMAGE_PIXELS:,} pixel limit; downscale it first"
-        )
+    _check_size(image.width, image.height, what)
     # Phones store portrait photos as landscape pixels plus an EXIF rotation tag.
-    return ImageOps.exif_transpose(image)
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block must not make the pixels unusable; show them unrotated
+        return image
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(
+            f"{what}: {width}x{height} is too large, over the limit of {MAX_IMAGE_PIXELS:,} pixels; downscale it first"
+        )
+
+
+def _open_file(path: str, what: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # The size is checked against our own MAX_IMAGE_PIXELS below, from the header and before any pixel is
+            # decoded, so PIL's warning is redundant (and PIL's global limit is left alone: the app is threaded).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        try:
+            _check_size(image.width, image.height, f"{what} ({path!r})")
+            image.load()
+        except BaseException:
+            image.close()
+            raise
+        return image
+    except Image.DecompressionBombError as err:  # PIL's own hard limit, far above ours
+        raise ImageLoadError(
+            f"{what}: {path!r} is too large ({err}), over the limit of {MAX_IMAGE_PIXELS:,} pixels; downscale it first"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{what}: {path!r} is not an image PIL can read; use PNG, JPEG, WebP, BMP or TIFF") from None
+    except (OSError, SyntaxError) as err:
+        raise ImageLoadError(f"{what}: {path!r} is damaged or truncated ({err}); re-export or re-download it") from None
 
 
 def _from_array(array: np.ndarray, what: str) -> Image.Image:
@@ -66,7 +85,7 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
         raise ImageLoadError(f"{what}: array is empty")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise ImageLoadError(f"{what}: array contains NaN or infinite values")
+            raise ImageLoadError(f"{what}: array contains NaN or infinite values; replace them (e.g. np.nan_to_num) first")
         if array.min() < 0 or array.max() > 1:
             raise ImageLoadError(f"{what}: float arrays must hold values in [0, 1]; got [{array.min():.3g}, {array.max():.3g}]")
         array = (array * 255).round().astype(np.uint8)
@@ -83,7 +102,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: PIL's convert("L") clips instead of scaling, which turns most photos white.
         array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
+        # I;16 is always 0-65535 (a dark 16-bit image must stay dark); 32-bit "I" images may hold 8-bit values.
+        scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
     if image.mode == "CMYK":
         return image.convert("RGB")
@@ -126,7 +146,9 @@ def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: st
         mask = torch.from_numpy(np.asarray(_to_rgb(image).convert("L"), dtype=np.float32) / 255.0)
     height, width = mask.shape
     if (width, height) != tuple(size):
-        raise ValueError(f"{what} is {width}x{height} but the content image is {size[0]}x{size[1]}; pass masks the size of the content")
+        raise ValueError(
+            f"{what} is {width}x{height} but the content image is {size[0]}x{size[1]}; pass masks the size of the content"
+        )
     return mask
 
 

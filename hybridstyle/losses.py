@@ -29,7 +29,9 @@ def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
-def style_loss(output_features: Sequence[torch.Tensor], style_features: Sequence[torch.Tensor], kind: str = "meanstd") -> torch.Tensor:
+def style_loss(
+    output_features: Sequence[torch.Tensor], style_features: Sequence[torch.Tensor], kind: str = "meanstd"
+) -> torch.Tensor:
     """Sum over layers of the distance between output and style statistics.
 
     ``kind="meanstd"`` compares per-channel mean and std (what AdaIN matches); ``kind="gram"`` compares Gram matrices.
@@ -66,7 +68,8 @@ def discriminator_loss(real_logits: Sequence[torch.Tensor], fake_logits: Sequenc
         elif kind == "hinge":
             loss = loss + F.relu(1 - real).mean() + F.relu(1 + fake).mean()
         elif kind == "bce":
-            loss = loss + F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+            loss = loss + F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            loss = loss + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
         else:
             raise ValueError(f"gan loss must be one of {GAN_LOSSES}, got {kind!r}")
     return loss / len(real_logits)

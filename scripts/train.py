@@ -4,7 +4,9 @@
     accelerate launch scripts/train.py --content_dir photos/ --style_dir artworks/ --output_dir out/
 
 The same script runs on one CPU (add --cpu), on many GPUs (`accelerate config`, then `accelerate launch`), and on
-several nodes. Per step: encode content and style with the frozen VGG19, AdaIN in feature space, decode, then
+several nodes. Several CPU processes (gloo): `accelerate launch --multi_gpu --num_processes 2 scripts/train.py --cpu ...`
+(note: `accelerate launch --cpu --num_processes 2` starts ONE process; accelerate's own --cpu picks its single-process
+launcher). Per step: encode content and style with the frozen VGG19, AdaIN in feature space, decode, then
   generator loss = content + style_weight * style + tv + identity + adv_weight * adversarial (+ diversity)
 and a discriminator step on real artworks vs decoded images. See README.md "Training" for recipes.
 """
@@ -27,16 +29,16 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hybridstyle import HybridStyle, MultiScaleDiscriminator  # noqa: E402
-from hybridstyle import losses  # noqa: E402
+from hybridstyle import HybridStyle, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.data import RandomCropImages, load_image_source  # noqa: E402
 from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
 
@@ -55,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--resolution", type=int, default=128, help="training crop size in pixels")
     data.add_argument("--max_crop_scale", type=float, default=2.0, help="images are scaled by up to this before cropping")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="0 loads in the main process")
+    data.add_argument("--image_cache_mb", type=float, default=512,
+                      help="keep decoded images (downscaled to what crops need) in memory up to this many MB per image set "
+                      "and process, decoding them once at the start; 0 decodes every sample from disk")
 
     model = p.add_argument_group("model")
     model.add_argument("--init_from", help="HybridStyle folder or Hub id to start from (fine-tuning)")
@@ -97,7 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--use_ema", action="store_true", help="keep an EMA of the decoder; the final model uses it")
     opt.add_argument("--ema_decay", type=float, default=0.999, help="EMA's largest decay (warmed up from 0)")
     opt.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
-    opt.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present (gloo across processes)")
+    opt.add_argument("--cpu", action="store_true",
+                     help="train on CPU even if a GPU is present (without a GPU the CPU is used anyway). For several CPU "
+                     "processes (gloo): accelerate launch --multi_gpu --num_processes N scripts/train.py --cpu; "
+                     "`accelerate launch --cpu --num_processes N` starts a single process")
 
     ckpt = p.add_argument_group("checkpoints and logging")
     ckpt.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable state every N steps")
@@ -111,7 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ckpt.add_argument("--model_card", help="markdown file used as the final model's README.md")
     ckpt.add_argument("--push_to_hub", action="store_true", help="upload the final model to --hub_model_id")
     ckpt.add_argument("--hub_model_id", help="Hub repo id for --push_to_hub")
-    ckpt.add_argument("--hub_token", default=None, help="token for --push_to_hub (default: hf auth login)")
+    ckpt.add_argument("--hub_token", default=None, help="token for --push_to_hub (default: hf auth login); never written "
+                      "to the model card or logs")
     args = p.parse_args(argv)
 
     if (args.content_dir is None) == (args.content_dataset is None):
@@ -122,19 +131,97 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--push_to_hub needs --hub_model_id")
     if args.resolution % 8:
         p.error("--resolution must be a multiple of 8")
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
+        p.error("--checkpoints_total_limit must be >= 1 (omit it to keep every checkpoint)")
     return args
 
 
+def redacted_argv(argv: list[str]) -> list[str]:
+    """The command line with the value of --hub_token replaced, for model cards and logs."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg == "--hub_token":
+            out.append(arg)
+            hide = True
+        else:
+            out.append("--hub_token=***" if arg.startswith("--hub_token=") else arg)
+    return out
+
+
+def public_args(args: argparse.Namespace) -> dict:
+    return {k: ("***" if k == "hub_token" and v else v) for k, v in vars(args).items()}
+
+
 class StopRequested:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the end of the step and exits cleanly."""
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the end of the step and exits cleanly.
+
+    A second SIGINT (Ctrl-C twice) stops at once. A context manager: the previous handlers come back on exit, so
+    calling ``main()`` from Python (tests, notebooks) does not leave Ctrl-C disabled.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequested:
+        try:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        except ValueError:  # not the main thread: signals cannot be caught here, train without the handler
+            self._previous = {}
+            return self
+        follow_launcher()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self.requested = True
+        # os.write, not print: a handler that prints while tqdm is printing raises "reentrant call" and kills the run.
+        os.write(2, f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
+                    "(Ctrl-C again stops without saving)\n".encode())
+
+
+def follow_launcher() -> None:
+    """Get SIGTERM when the `accelerate launch` process that started us dies (Linux).
+
+    accelerate's single-process launcher does not forward signals: `kill <launcher pid>` would end the launcher and
+    leave this process training on, orphaned. With the parent-death signal it saves a checkpoint and exits instead.
+    (The multi-process launcher, torchrun, forwards SIGTERM itself.) Only for an accelerate parent: a run started with
+    `nohup python scripts/train.py` must survive its shell.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    names = [Path(os.fsdecode(arg)).name for arg in cmdline[:3]]
+    entry_points = {"accelerate-launch", "accelerate.commands.launch"}
+    launched = ("accelerate" in names and b"launch" in cmdline) or bool(entry_points & set(names))
+    if not launched:
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        signal.raise_signal(signal.SIGTERM)
 
 
 def infinite(loader: DataLoader):
@@ -149,28 +236,45 @@ def infinite(loader: DataLoader):
 def list_checkpoints(output_dir: str) -> list[Path]:
     """Complete checkpoints, oldest first. Partly written ones are named ``*.tmp`` and never listed."""
     folder = Path(output_dir)
-    found = [(int(m.group(1)), d) for d in folder.iterdir() if d.is_dir() and (m := CHECKPOINT_PATTERN.match(d.name))] if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), d) for d in folder.iterdir() if d.is_dir() and (m := CHECKPOINT_PATTERN.match(d.name))]
     return [d for _, d in sorted(found)]
 
 
+def remove_partial_checkpoints(output_dir: str) -> None:
+    """Delete ``checkpoint-N.tmp`` folders left by a run killed while saving (main process only)."""
+    folder = Path(output_dir)
+    for tmp in folder.glob("checkpoint-*.tmp") if folder.is_dir() else []:
+        logger.warning(f"removing {tmp}: a save that was interrupted (the checkpoints before it are complete)")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema) -> None:
-    """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact."""
+    """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact.
+
+    Every process writes its RNG state into the folder, so all must be done before the main process renames it.
+    For multi-node runs --output_dir must be on a filesystem all nodes share.
+    """
     final = Path(args.output_dir, f"checkpoint-{step}")
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # save_state does not wait: other ranks may still be writing random_states_N.pkl
     if accelerator.is_main_process:
         export_model(model, ema, tmp / "model")
         for i, d in enumerate(discriminators):
             accelerator.unwrap_model(d).save_pretrained(tmp / f"discriminator_{i}")
         (tmp / "step.json").write_text(json.dumps({"step": step}))
-        if final.exists():
+        if final.exists():  # re-saving the same step (a resumed run stopped again at once): never two at a time
             shutil.rmtree(final)
         os.replace(tmp, final)
         if args.checkpoints_total_limit:
-            for old in list_checkpoints(args.output_dir)[: -args.checkpoints_total_limit]:
+            # Keep the newest N by step, and never the one just written (a stale higher-numbered folder from an
+            # earlier run in the same output_dir must not make us delete it).
+            for old in [c for c in list_checkpoints(args.output_dir) if c != final][: -args.checkpoints_total_limit + 1 or None]:
                 shutil.rmtree(old)
         logger.info(f"saved {final}")
     accelerator.wait_for_everyone()
@@ -188,12 +292,11 @@ def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_c
             ema.restore(model.decoder.parameters())
 
 
-def center_crop(path_or_item, resolution: int, column: str) -> torch.Tensor:
-    from hybridstyle.image_io import load_image
-
-    image = load_image(path_or_item[column] if isinstance(path_or_item, dict) else path_or_item, "validation image")
+def center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
+    """The central square of ``image`` at ``resolution`` pixels, as a ``(3, resolution, resolution)`` tensor."""
     scale = resolution / min(image.size)
-    image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale))))
+    size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+    image = image.resize(size, Image.LANCZOS)
     left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
     return pil_to_tensor(image.crop((left, top, left + resolution, top + resolution)))[0]
 
@@ -214,37 +317,60 @@ def validation_grid(model: HybridStyle, contents: torch.Tensor, styles: torch.Te
     return torch.cat(rows, dim=1)
 
 
-def make_model_card(args, step: int, seconds: float) -> str:
+def make_model_card(args, step: int, seconds: float, argv: list[str]) -> str:
     if args.model_card:
         return Path(args.model_card).read_text(encoding="utf-8")
-    command = " ".join(sys.argv)
+    command = " ".join(["scripts/train.py", *redacted_argv(argv)])
     return (
         "---\nlibrary_name: diffusers\npipeline_tag: image-to-image\ntags:\n- style-transfer\n- hybridstyle\n---\n\n"
         f"# {args.hub_model_id or Path(args.output_dir).name}\n\nA HybridStyle model trained with `scripts/train.py` for "
         f"{step} steps ({seconds / 3600:.2f} h wall clock).\n\n```python\nfrom hybridstyle import HybridStyle\n"
         f"model = HybridStyle.from_pretrained(\"{args.hub_model_id or args.output_dir}\")\n"
         "image = model.stylize(\"content.jpg\", \"style.jpg\")\n```\n\n"
-        f"## Training command\n\n```\n{command}\n```\n\n## Arguments\n\n```json\n{json.dumps(vars(args), indent=2)}\n```\n"
+        f"## Training command\n\n```\n{command}\n```\n\n## Arguments\n\n```json\n{json.dumps(public_args(args), indent=2)}\n```\n"
     )
 
 
+def weight_fingerprint(module: torch.nn.Module) -> torch.Tensor:
+    """Per-parameter sums in float64: equal across processes exactly when DDP kept the replicas in sync."""
+    return torch.stack([p.detach().double().sum() for p in module.parameters()])
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Train; ``argv`` defaults to the command line (pass a list to run from Python)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    with StopRequested() as stop:
+        train(args, argv, stop)
+
+
+def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> None:
     started = time.time()
-    stop = StopRequested()
     accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        # The data stream is endless (two loaders cycled independently), so accumulation must not re-sync at
+        # either loader's epoch end.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=args.gradient_accumulation_steps, sync_with_dataloader=False
+        ),
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+        ),
         cpu=args.cpu,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(f"{accelerator.state}", main_process_only=True)
+    logger.info(f"process {accelerator.process_index}/{accelerator.num_processes} ({accelerator.distributed_type}) "
+                f"on {accelerator.device}", main_process_only=False)
     if args.seed is not None:
         set_seed(args.seed, device_specific=True)  # different crops per process, reproducible overall
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
+        remove_partial_checkpoints(args.output_dir)
+        if list_checkpoints(args.output_dir) and not args.resume_from_checkpoint:
+            logger.warning(f"{args.output_dir} already has checkpoints and --resume_from_checkpoint is not set: starting a new "
+                           "run that will save beside them (pass --resume_from_checkpoint latest to continue instead)")
 
     # ---- model, discriminators, EMA ----
     if args.init_from:
@@ -260,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     if use_gan:
         for i in range(args.num_discriminators):
             discriminators.append(MultiScaleDiscriminator(
-                base_channels=args.discriminator_channels, num_layers=args.discriminator_layers + i, num_scales=args.discriminator_scales
+                base_channels=args.discriminator_channels, num_layers=args.discriminator_layers + i,
+                num_scales=args.discriminator_scales,
             ))
     ema = EMAModel(model.decoder.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3) if args.use_ema else None
     if ema is not None:
@@ -268,12 +395,23 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.register_for_checkpointing(ema)
 
     # ---- data ----
-    content_set = RandomCropImages(load_image_source(args.content_dir, args.content_dataset), args.resolution, args.max_crop_scale, args.image_column)
-    style_set = RandomCropImages(load_image_source(args.style_dir, args.style_dataset), args.resolution, args.max_crop_scale, args.image_column)
+    # Each set reports at least one global batch of samples, so a set smaller than a batch (one style image for
+    # per-style fine-tuning) fills every batch with different crops instead of shrinking the batch.
+    global_batch = args.train_batch_size * accelerator.num_processes
+    image_sets = []
+    sources = (("content", args.content_dir, args.content_dataset), ("style", args.style_dir, args.style_dataset))
+    for name, folder, dataset in sources:
+        images = RandomCropImages(load_image_source(folder, dataset), args.resolution, args.max_crop_scale, args.image_column,
+                                  min_length=global_batch, cache_mb=args.image_cache_mb)
+        if args.image_cache_mb > 0:
+            images.preload(progress=accelerator.is_local_main_process)
+        logger.info(f"{name}: {len(images.images)} images ({images.num_skipped} unreadable), "
+                    f"{images.cache_size_mb:.1f} MB cached")
+        image_sets.append(images)
+    content_set, style_set = image_sets
     content_loader, style_loader = (
-        # Ragged last batches would make some steps tiny; keep them only when a set is smaller than one batch.
         DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
-                   drop_last=len(dataset) >= args.train_batch_size * accelerator.num_processes)
+                   drop_last=True)
         for dataset in (content_set, style_set)
     )
 
@@ -282,10 +420,13 @@ def main(argv: list[str] | None = None) -> None:
     g_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.learning_rate, betas=betas)
     d_lr = args.discriminator_learning_rate or args.learning_rate
     d_optimizer = torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=d_lr, betas=betas) if use_gan else None
+    # accelerate steps each scheduler once per process per optimizer step, hence the scaling.
     scheduler_kwargs = dict(num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                             num_training_steps=args.max_train_steps * accelerator.num_processes)
     g_scheduler = get_scheduler(args.lr_scheduler, g_optimizer, **scheduler_kwargs)
     # The decoder alone is the trained generator: wrapping only it keeps DDP's gradient sync on what is trained.
+    # The order of prepare() calls fixes the file names inside checkpoints (model.safetensors = decoder,
+    # model_1.. = discriminators, optimizer.bin = generator, ...): changing it breaks resuming older checkpoints.
     decoder, g_optimizer, g_scheduler, content_loader, style_loader = accelerator.prepare(
         model.decoder, g_optimizer, g_scheduler, content_loader, style_loader
     )
@@ -294,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         *discriminators, d_optimizer, d_scheduler = accelerator.prepare(*discriminators, d_optimizer, d_scheduler)
 
     if accelerator.is_main_process and args.report_to != "none":
-        accelerator.init_trackers("hybridstyle", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+        config = {k: v for k, v in public_args(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("hybridstyle", config=config)
 
     # ---- resume ----
     global_step = 0
@@ -304,8 +446,9 @@ def main(argv: list[str] | None = None) -> None:
             path = found[-1] if found else None
         else:
             path = Path(args.resume_from_checkpoint)
-            if not path.is_dir():
-                raise FileNotFoundError(f"--resume_from_checkpoint {path} does not exist; use 'latest' or a checkpoint-N folder")
+            if not (path / "step.json").is_file():
+                raise FileNotFoundError(f"--resume_from_checkpoint {path} is not a complete checkpoint folder (no step.json); "
+                                        "use 'latest' or a checkpoint-N folder")
         if path is None:
             logger.info("no checkpoint found in --output_dir; starting a new run")
         else:
@@ -313,74 +456,82 @@ def main(argv: list[str] | None = None) -> None:
             global_step = json.loads((path / "step.json").read_text())["step"]
             logger.info(f"resumed from {path} at step {global_step}")
 
-    # Fixed validation pairs: the first images of each set, centre-cropped.
-    val_pairs = min(args.num_validation_pairs, len(content_set), len(style_set))
-    val_contents = torch.stack([center_crop(content_set.images[i], args.validation_resolution, args.image_column) for i in range(val_pairs)])
-    val_styles = torch.stack([center_crop(style_set.images[i], args.validation_resolution, args.image_column) for i in range(val_pairs)])
+    # Fixed validation pairs: the first readable images of each set, centre-cropped from the full-size files. Styles
+    # repeat when there are fewer of them (one style image when fine-tuning: every row shows it on another photo).
+    val_pairs = min(args.num_validation_pairs, len(content_set.images))
+    val_contents, val_styles = (
+        torch.stack([center_crop(images.readable_image(i % len(images.images))[1], args.validation_resolution)
+                     for i in range(val_pairs)])
+        for images in (content_set, style_set)
+    )
 
     unwrapped_discriminators = [accelerator.unwrap_model(d) for d in discriminators]
     content_batches, style_batches = infinite(content_loader), infinite(style_loader)
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
+    loss_log = Path(args.output_dir, "losses.jsonl")
     logs: dict[str, float] = {}
 
     while global_step < args.max_train_steps:
         content, style = next(content_batches), next(style_batches)
-        n = min(len(content), len(style))
-        content, style = content[:n], style[:n]
         gan_active = use_gan and global_step >= args.adv_start_step
+        local: dict[str, torch.Tensor] = {}
 
-        # ---- generator (decoder) step ----
-        with accelerator.accumulate(decoder), accelerator.autocast():
-            with torch.no_grad():
-                content_feat = model.encode_content(content)
-                style_feats = model.encode(style)
-                target = model.transform(content_feat, [style_feats[-1]])
-            images = decoder(target)
-            out_feats = model.encode(images)
-            loss_content = losses.content_loss(out_feats[-1], target)
-            loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
-            g_loss = args.content_weight * loss_content + args.style_weight * loss_style
-            logs.update(content=loss_content.item(), style=loss_style.item())
-            if args.tv_weight:
-                g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
-            if args.identity_weight:
-                identity = decoder(torch.cat([content_feat, style_feats[-1]])) if content.shape == style.shape else decoder(content_feat)
-                reference = torch.cat([content, style]) if content.shape == style.shape else content
-                loss_identity = F.l1_loss(identity.float(), reference)
-                g_loss = g_loss + args.identity_weight * loss_identity
-                logs["identity"] = loss_identity.item()
-            if gan_active:
-                for d in unwrapped_discriminators:
-                    d.requires_grad_(False)
-                loss_adv = sum(losses.generator_adversarial_loss(d(images), args.gan_loss) for d in unwrapped_discriminators)
-                for d in unwrapped_discriminators:
-                    d.requires_grad_(True)
-                g_loss = g_loss + args.adv_weight * loss_adv
-                logs["g_adv"] = loss_adv.item()
-                if len(discriminators) == 2 and args.diversity_weight:
-                    loss_div = losses.diversity_loss(images, style_feats[-1])
-                    g_loss = g_loss + args.diversity_weight * loss_div
-                    logs["diversity"] = loss_div.item()
+        # One accumulate() for both players: each call advances accelerate's micro-step counter, so two calls per
+        # batch would make the generator and the discriminators disagree on when to step.
+        with accelerator.accumulate(decoder, *discriminators):
+            # ---- generator (decoder) step ----
+            with accelerator.autocast():
+                with torch.no_grad():
+                    content_feat = model.encode_content(content)
+                    style_feats = model.encode(style)
+                    target = model.transform(content_feat, [style_feats[-1]])
+                images = decoder(target)
+                out_feats = model.encode(images)
+                loss_content = losses.content_loss(out_feats[-1], target)
+                loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
+                g_loss = args.content_weight * loss_content + args.style_weight * loss_style
+                local.update(content=loss_content, style=loss_style)
+                if args.tv_weight:
+                    g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
+                if args.identity_weight:
+                    identity = decoder(torch.cat([content_feat, style_feats[-1]]))
+                    loss_identity = F.l1_loss(identity.float(), torch.cat([content, style]))
+                    g_loss = g_loss + args.identity_weight * loss_identity
+                    local["identity"] = loss_identity
+                if gan_active:
+                    # The unwrapped discriminators with frozen weights: gradients reach the images only, and no
+                    # DDP forward is started that the generator's backward would not finish.
+                    for d in unwrapped_discriminators:
+                        d.requires_grad_(False)
+                    loss_adv = sum(losses.generator_adversarial_loss(d(images), args.gan_loss) for d in unwrapped_discriminators)
+                    for d in unwrapped_discriminators:
+                        d.requires_grad_(True)
+                    g_loss = g_loss + args.adv_weight * loss_adv
+                    local["g_adv"] = loss_adv
+                    if len(discriminators) == 2 and args.diversity_weight:
+                        loss_div = losses.diversity_loss(images, style_feats[-1])
+                        g_loss = g_loss + args.diversity_weight * loss_div
+                        local["diversity"] = loss_div
             accelerator.backward(g_loss)
             if accelerator.sync_gradients and args.max_grad_norm:
                 accelerator.clip_grad_norm_(decoder.parameters(), args.max_grad_norm)
             g_optimizer.step()
             g_scheduler.step()
             g_optimizer.zero_grad(set_to_none=True)
-            logs["g_loss"] = g_loss.item()
+            local["g_loss"] = g_loss
 
-        # ---- discriminator step: real artworks vs decoded images ----
-        if gan_active:
-            with accelerator.accumulate(*discriminators), accelerator.autocast():
-                fake = images.detach()
-                d_loss = sum(losses.discriminator_loss(d(style), d(fake), args.gan_loss) for d in discriminators)
+            # ---- discriminator step: real artworks vs decoded images ----
+            if gan_active:
+                with accelerator.autocast():
+                    fake = images.detach()
+                    d_loss = sum(losses.discriminator_loss(d(style), d(fake), args.gan_loss) for d in discriminators)
                 accelerator.backward(d_loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_([p for d in discriminators for p in d.parameters()], args.max_grad_norm)
                 d_optimizer.step()
                 d_scheduler.step()
                 d_optimizer.zero_grad(set_to_none=True)
-                logs["d_loss"] = d_loss.item()
+                local["d_loss"] = d_loss
 
         if not accelerator.sync_gradients:
             continue
@@ -388,11 +539,19 @@ def main(argv: list[str] | None = None) -> None:
         if ema is not None:
             ema.step(model.decoder.parameters())
         progress.update(1)
+        # Mean over processes: the logged curve is that of the global batch, and every rank sees the same values,
+        # so a non-finite loss stops all ranks together instead of leaving the others waiting in a collective.
+        names = sorted(local)
+        values = accelerator.reduce(torch.stack([local[k].detach().float() for k in names]), "mean").tolist()
+        logs = dict(zip(names, values))
         logs["lr"] = g_scheduler.get_last_lr()[0]
         progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("content", "style", "g_adv", "d_loss")})
         if not all(math.isfinite(v) for v in logs.values()):
             raise FloatingPointError(f"non-finite loss at step {global_step}: {logs}; lower --learning_rate or --adv_weight")
         accelerator.log(logs, step=global_step)
+        if accelerator.is_main_process:
+            with loss_log.open("a") as f:
+                f.write(json.dumps({"step": global_step, **logs}) + "\n")
 
         if global_step % args.validation_steps == 0 and accelerator.is_main_process:
             grid = validation_grid(model, val_contents.to(accelerator.device), val_styles.to(accelerator.device), ema)
@@ -400,26 +559,45 @@ def main(argv: list[str] | None = None) -> None:
             validation_dir.mkdir(parents=True, exist_ok=True)
             tensor_to_pil(grid).save(validation_dir / f"step-{global_step:07d}.png")
             if args.report_to in ("tensorboard", "all"):
-                accelerator.get_tracker("tensorboard").log_images({"validation": grid[None].numpy()}, step=global_step)
+                accelerator.get_tracker("tensorboard").log_images({"validation": grid[None].cpu().numpy()}, step=global_step)
 
+        # Any rank's signal stops every rank at the same step (the launcher may signal only some of them).
         stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0
         if global_step % args.checkpointing_steps == 0 or stop_now:
             save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
         if stop_now:
             logger.info(f"stop requested: saved checkpoint-{global_step}; resume with --resume_from_checkpoint latest")
+            progress.close()
             accelerator.end_training()
             return
 
     progress.close()
+    replicas = {"decoder": model.decoder, **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
+    check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        export_model(model, ema, Path(args.output_dir), make_model_card(args, global_step, time.time() - started))
+        card = make_model_card(args, global_step, time.time() - started, argv)
+        export_model(model, ema, Path(args.output_dir), card)
         logger.info(f"saved the final model to {args.output_dir}")
         if args.push_to_hub:
             url = HybridStyle.from_pretrained(args.output_dir).push_to_hub(args.hub_model_id, token=args.hub_token,
                                                                              commit_message=f"hybridstyle: step {global_step}")
             logger.info(f"pushed to {url}")
     accelerator.end_training()
+
+
+def check_replicas_in_sync(accelerator: Accelerator, modules: dict[str, torch.nn.Module]) -> None:
+    """Log each rank's weight fingerprint and warn if the replicas differ (a DDP sync bug would show here)."""
+    for name, module in modules.items():
+        fingerprint = weight_fingerprint(module).to(accelerator.device)
+        logger.info(f"process {accelerator.process_index}: {name} fingerprint {fingerprint.sum().item():.10e}",
+                    main_process_only=False)
+        if accelerator.num_processes > 1:
+            gathered = accelerator.gather(fingerprint[None])
+            if not bool((gathered == gathered[0]).all()):
+                logger.warning(f"{name} weights differ between processes: the replicas went out of sync")
+            else:
+                logger.info(f"{name} weights are identical on all {accelerator.num_processes} processes")
 
 
 if __name__ == "__main__":

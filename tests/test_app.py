@@ -1,0 +1,451 @@
+"""The Space (app.py): handlers called directly for every option and bad input, then the served app via gradio_client.
+
+A tiny random model keeps this fast; the real model's quality is checked elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402  (app.py lives at the repo root, beside the package, as a Space needs)
+from hybridstyle import HybridStyle, image_io, ops  # noqa: E402
+
+
+def tiny_model() -> HybridStyle:
+    torch.manual_seed(0)
+    return HybridStyle(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1)).eval()
+
+
+@pytest.fixture(scope="module")
+def style_app(tmp_path_factory) -> app.StyleApp:
+    return app.StyleApp(tiny_model(), tmp_path_factory.mktemp("outputs"))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, str]:
+    """Small generated inputs: a 192x128 photo-like gradient, three very different styles, masks and bad files."""
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:128, 0:192]
+    photo = np.stack([x / 191 * 255, y / 127 * 255, np.full_like(x, 90.0)], -1)
+    photo[40:90, 60:130] = (230, 200, 40)  # an object, so the photo has edges
+    names = {"content": "photo.png", "red": "red.png", "blue": "blue.jpg", "noise": "noise.png"}
+    paths = {key: folder / name for key, name in names.items()}
+    Image.fromarray(photo.astype(np.uint8)).save(paths["content"])
+    red = np.clip(rng.normal((200, 30, 30), 40, (96, 96, 3)), 0, 255)
+    Image.fromarray(red.astype(np.uint8)).save(paths["red"])
+    blue = np.clip(rng.normal((20, 60, 210), 15, (80, 120, 3)), 0, 255)
+    Image.fromarray(blue.astype(np.uint8)).save(paths["blue"])
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(paths["noise"])
+    # Mask at the photo's size (192x128) and at another size with the same proportions: white = left half.
+    for name, (w, h) in {"mask": (192, 128), "mask_small": (96, 64)}.items():
+        mask = np.zeros((h, w), np.uint8)
+        mask[:, : w // 2] = 255
+        paths[name] = folder / f"{name}.png"
+        Image.fromarray(mask).save(paths[name])
+    paths["mask_empty"] = folder / "mask_empty.png"
+    Image.new("L", (192, 128)).save(paths["mask_empty"])
+    paths["mask_square"] = folder / "mask_square.png"
+    Image.new("L", (100, 100), 255).save(paths["mask_square"])
+    paths["not_image"] = folder / "notes.jpg"
+    paths["not_image"].write_text("this is not a picture")
+    paths["truncated"] = folder / "truncated.jpg"
+    Image.fromarray(photo.astype(np.uint8)).save(folder / "full.jpg", quality=90)
+    paths["truncated"].write_bytes((folder / "full.jpg").read_bytes()[:600])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def run(style_app: app.StyleApp, content, styles=(), weights=(), *, alpha=1.0, preserve_color=False, size=192,
+        method="adain", style_scale=1.0, region_on=False, editor=None):
+    """Call the Stylize button's handler with up to four style slots."""
+    slots = list(styles) + [None] * (app.MAX_STYLES - len(styles))
+    slot_weights = list(weights) + [1.0] * (app.MAX_STYLES - len(weights))
+    return style_app.run(content, *slots, *slot_weights, alpha, preserve_color, size, method, style_scale, region_on, editor,
+                         progress=None)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def editor_value(painted_left: bool, size=(192, 128)) -> dict:
+    """What gr.ImageEditor(type='pil') passes: the photo as background and a transparent layer with brush strokes."""
+    layer = np.zeros((size[1], size[0], 4), np.uint8)
+    if painted_left:
+        layer[:, : size[0] // 2] = (255, 64, 160, 255)
+    return {"background": Image.new("RGB", size), "layers": [Image.fromarray(layer, "RGBA")], "composite": None}
+
+
+# ---- handlers, called directly ----------------------------------------------------------------------------------------
+
+
+def test_one_style_gives_compare_pair_lossless_png_and_status(style_app, images):
+    (photo, result), png, status = run(style_app, images["content"], [images["red"]])
+    assert photo.size == result.size == (192, 128)
+    assert np.array_equal(pixels(photo), pixels(Image.open(images["content"])))  # size 192 = the photo's own size
+    with Image.open(png) as saved:
+        assert saved.format == "PNG" and saved.size == result.size
+        assert np.array_equal(pixels(saved), pixels(result))  # the download is exactly what is shown
+    assert Path(png).name == "photo_stylized.png"
+    assert "192x128" in status and "your image 100%" in status
+
+
+@pytest.mark.parametrize("size", [128, 320])
+def test_output_size_sets_the_long_side_and_keeps_proportions(style_app, images, size):
+    (photo, result), _, status = run(style_app, images["content"], [images["red"]], size=size)
+    assert result.size == photo.size == (size, round(size * 128 / 192))
+    assert f"{result.width}x{result.height}" in status
+
+
+def test_weights_fuse_styles_and_are_relative(style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    only_red = pixels(run(style_app, content, [red])[0][1])
+    only_blue = pixels(run(style_app, content, [blue])[0][1])
+    red_with_blue_at_zero = pixels(run(style_app, content, [red, blue], [1.0, 0.0])[0][1])
+    half = pixels(run(style_app, content, [red, blue], [0.5, 0.5])[0][1])
+    also_half = pixels(run(style_app, content, [red, blue], [1.0, 1.0])[0][1])
+    mostly_red = pixels(run(style_app, content, [red, blue], [0.9, 0.1])[0][1])
+    assert np.array_equal(red_with_blue_at_zero, only_red)  # weight 0 leaves a style out
+    assert np.array_equal(half, also_half)  # weights are normalised
+    assert np.abs(half - only_red).mean() > 1 and np.abs(half - only_blue).mean() > 1
+    assert np.abs(mostly_red - only_red).mean() < np.abs(mostly_red - only_blue).mean()
+
+
+def test_alpha_zero_ignores_the_style(style_app, images):
+    with_red = pixels(run(style_app, images["content"], [images["red"]], alpha=0.0)[0][1])
+    with_blue = pixels(run(style_app, images["content"], [images["blue"]], alpha=0.0)[0][1])
+    full = pixels(run(style_app, images["content"], [images["red"]], alpha=1.0)[0][1])
+    assert np.array_equal(with_red, with_blue)
+    assert np.abs(full - with_red).mean() > 1
+
+
+def test_preserve_color_keeps_the_photos_chroma(style_app, images):
+    def chroma_error(preserve: bool) -> float:
+        (photo, result), _, status = run(style_app, images["content"], [images["red"]], preserve_color=preserve)
+        to_uv = lambda im: ops.rgb_to_yuv(torch.from_numpy(pixels(im) / 255).permute(2, 0, 1)[None])[:, 1:]  # noqa: E731
+        return float((to_uv(result) - to_uv(photo)).abs().mean()), status
+
+    kept, status = chroma_error(True)
+    changed, _ = chroma_error(False)
+    # Not zero: the random tiny decoder's extreme luminance clips some chroma away when converted back to RGB.
+    assert kept < changed / 3
+    assert "photo colours" in status
+
+
+def test_wct_method_runs_and_differs_from_adain(style_app, images):
+    adain = pixels(run(style_app, images["content"], [images["noise"]], method="adain")[0][1])
+    (_, wct), _, status = run(style_app, images["content"], [images["noise"]], method="wct")
+    assert wct.size == (192, 128) and "WCT" in status
+    assert np.abs(pixels(wct) - adain).mean() > 0.5
+
+
+def test_style_scale_changes_the_result(style_app, images):
+    base = pixels(run(style_app, images["content"], [images["noise"]])[0][1])
+    finer = pixels(run(style_app, images["content"], [images["noise"]], style_scale=2.0)[0][1])
+    assert finer.shape == base.shape and np.abs(finer - base).mean() > 0.1
+
+
+def test_painted_region_gets_style_one_and_the_rest_style_two(style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    only_red = pixels(run(style_app, content, [red])[0][1])
+    only_blue = pixels(run(style_app, content, [blue])[0][1])
+    (_, regional), _, status = run(style_app, content, [red, blue], region_on=True, editor=editor_value(True))
+    regional = pixels(regional)
+    left, right = slice(0, 80), slice(112, 192)  # away from the soft border in the middle
+    assert np.abs(regional[:, left] - only_red[:, left]).mean() < np.abs(regional[:, left] - only_blue[:, left]).mean()
+    assert np.abs(regional[:, right] - only_blue[:, right]).mean() < np.abs(regional[:, right] - only_red[:, right]).mean()
+    assert "painted region" in status
+
+
+def test_region_with_one_style_keeps_the_photo_elsewhere(style_app, images):
+    content, red = images["content"], images["red"]
+    reconstruction = pixels(run(style_app, content, [red], alpha=0.0)[0][1])
+    styled = pixels(run(style_app, content, [red])[0][1])
+    # The editor canvas is at the photo's size; a 128 px output must still get the left half.
+    (_, regional), _, status = run(style_app, content, [red], region_on=True, editor=editor_value(True))
+    regional = pixels(regional)
+    right = slice(112, 192)
+    assert np.abs(regional[:, right] - reconstruction[:, right]).mean() < np.abs(regional[:, right] - styled[:, right]).mean()
+    assert "the photo elsewhere" in status
+
+
+def test_region_mask_is_resized_to_the_output(style_app, images):
+    (_, small), _, _ = run(style_app, images["content"], [images["red"], images["blue"]], size=128, region_on=True,
+                           editor=editor_value(True))
+    assert small.size == (128, 85)
+
+
+def test_empty_painting_warns_and_styles_the_whole_photo(style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    fused = pixels(run(style_app, content, [red, blue])[0][1])
+    with pytest.warns(UserWarning, match="nothing is painted"):
+        (_, result), _, _ = run(style_app, content, [red, blue], region_on=True, editor=editor_value(False))
+    assert np.array_equal(pixels(result), fused)
+    with pytest.warns(UserWarning, match="nothing is painted"):
+        run(style_app, content, [red], region_on=True, editor=None)
+
+
+def test_region_with_wct_warns_and_uses_adain(style_app, images):
+    with pytest.warns(UserWarning, match="AdaIN"):
+        (_, result), _, status = run(style_app, images["content"], [images["red"], images["blue"]], method="wct",
+                                     region_on=True, editor=editor_value(True))
+    assert "ADAIN" in status
+
+
+def test_large_output_warns_about_time(style_app, images):
+    with pytest.warns(UserWarning, match="as long as"):
+        (_, result), _, _ = run(style_app, images["content"], [images["red"]], size=1088)
+    assert result.size == (1088, 725)
+
+
+def error_message(call) -> str:
+    with pytest.raises(gr.Error) as info:
+        call()
+    return info.value.message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"content": None, "styles": ["red"]}, "Add a content photo first"),
+        ({"content": "content", "styles": []}, "Pick at least one style"),
+        ({"content": "content", "styles": [], "region_on": True}, "Pick at least one style"),
+        ({"content": "content", "styles": ["red", "blue"], "weights": [0.0, 0.0]}, "All style weights are 0"),
+        ({"content": "content", "styles": ["red", "blue"], "weights": [1.0, 0.0], "region_on": True, "paint": True},
+         "unpainted area all have weight 0"),
+        ({"content": "not_image", "styles": ["red"]}, "not an image"),
+        ({"content": "truncated", "styles": ["red"]}, "damaged or truncated"),
+        ({"content": "content", "styles": ["not_image"]}, "style 1"),
+        ({"content": "content", "styles": ["red"], "size": 5000}, "Output size must be between 128 and 1536"),
+        ({"content": "content", "styles": ["red"], "alpha": 1.5}, "alpha) must be between 0 and 1"),
+        ({"content": "content", "styles": ["red"], "method": "magic"}, "method must be one of adain, wct"),
+        ({"content": "content", "styles": ["red"], "weights": [float("nan")]}, "weight of style 1"),
+    ],
+)
+def test_bad_ui_input_raises_a_clear_error(style_app, images, kwargs, expected):
+    kwargs = dict(kwargs)
+    content = images.get(kwargs.pop("content"))
+    styles = [images[name] for name in kwargs.pop("styles")]
+    editor = editor_value(True) if kwargs.pop("paint", False) else None
+    assert expected in error_message(lambda: run(style_app, content, styles, editor=editor, **kwargs))
+
+
+def test_oversized_image_is_refused(style_app, images, monkeypatch):
+    # Stand-in for a decompression bomb: lower the loader's pixel limit instead of writing a 70-megapixel file.
+    monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 10_000)
+    message = error_message(lambda: run(style_app, images["content"], [images["red"]]))
+    assert "content photo" in message and "10,000" in message
+
+
+def test_app_keeps_working_after_errors(style_app, images):
+    error_message(lambda: run(style_app, images["not_image"], [images["red"]]))
+    (_, result), _, _ = run(style_app, images["content"], [images["red"]])
+    assert result.size == (192, 128)
+
+
+# ---- the API handler --------------------------------------------------------------------------------------------------
+
+
+def test_api_handler_matches_the_ui(style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    ui = pixels(run(style_app, content, [red, blue], [0.7, 0.3], size=160)[0][1])
+    for weights in ([0.7, 0.3], "0.7, 0.3", [7, 3]):
+        api = style_app.api(content, [red, blue], weights, 1.0, False, 160)
+        assert np.array_equal(pixels(api), ui)
+    equal = style_app.api(content, [red, blue], None, 1.0, False, 160)
+    assert np.array_equal(pixels(equal), pixels(run(style_app, content, [red, blue], size=160)[0][1]))
+
+
+def test_api_mask_file_any_resolution(style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    full = style_app.api(content, [red, blue], None, 1.0, False, 192, images["mask"])
+    small = style_app.api(content, [red, blue], None, 1.0, False, 192, images["mask_small"])
+    from_editor = pixels(run(style_app, content, [red, blue], region_on=True, editor=editor_value(True))[0][1])
+    assert np.array_equal(pixels(full), from_editor)
+    assert np.abs(pixels(small) - pixels(full)).mean() < 2  # only resampling differs
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda a, im: a.api(im["content"], [im["red"]], [1, 2]), "give one weight per style"),
+        (lambda a, im: a.api(im["content"], [im["red"]], "a lot"), "must be a number"),
+        (lambda a, im: a.api(im["content"], [im["red"]], [-1]), "weight 1 must be between"),
+        (lambda a, im: a.api(im["content"], None), "Pick at least one style"),
+        (lambda a, im: a.api(None, [im["red"]]), "Add a content photo first"),
+        (lambda a, im: a.api(im["content"], [im["red"]], size=10), "Output size must be between"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_empty"]), "region mask is empty"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_square"]), "same proportions"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["not_image"]), "region mask"),
+    ],
+)
+def test_bad_api_input_raises_a_clear_error(style_app, images, call, expected):
+    assert expected in error_message(lambda: call(style_app, images))
+
+
+# ---- gallery, examples, outputs, model loading ------------------------------------------------------------------------
+
+
+def test_gallery_click_fills_the_first_empty_slot():
+    pick = app.StyleApp.pick_style
+    third = app.EXAMPLES["styles"][2].path
+    select = gr.SelectData(None, {"index": 2, "value": None})
+    updates = pick("a.jpg", None, None, None, select)
+    assert updates[1] == third and all(isinstance(u, dict) and u.get("__type__") == "update" for u in (updates[0], *updates[2:]))
+    with pytest.warns(UserWarning, match="slots are full"):
+        updates = pick("a.jpg", "b.jpg", "c.jpg", "d.jpg", select)
+    assert third not in updates
+
+
+def test_bundled_examples_have_files_and_credits():
+    assert len(app.EXAMPLES["styles"]) == 8 and len(app.EXAMPLES["content"]) == 4
+    credits = app.credits_markdown()
+    with open(app.EXAMPLES_DIR / "SOURCES.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for example, row in zip(app.EXAMPLES["styles"] + app.EXAMPLES["content"], rows):
+        with Image.open(example.path) as image:
+            assert image.format == "JPEG" and max(image.size) <= 512
+            assert row["example_size"] == f"{image.width}x{image.height}"
+        assert example.licence and example.author and example.title in credits and example.author in credits
+        assert row["file"] == Path(example.path).name and row["package"]  # the original SOURCES.csv row travels along
+
+
+def test_status_names_gallery_artworks(style_app, images):
+    wave = app.EXAMPLES["styles"][0]
+    _, _, status = run(style_app, images["content"], [wave.path, images["red"]], [3, 1], size=128)
+    assert f"{wave.title} 75%" in status and "your image 25%" in status
+
+
+def test_run_example_row(style_app):
+    kitten, starry = app.EXAMPLES["content"][0].path, app.EXAMPLES["styles"][1].path
+    (photo, result), png, _ = style_app.run_example(kitten, starry, None, 1.0, 1.0, 1.0, False, 256, progress=None)
+    assert result.size == photo.size and max(result.size) == 256 and Path(png).is_file()
+
+
+def test_old_downloads_are_removed(tmp_path):
+    outputs = app.StyleApp(tiny_model(), tmp_path)
+    old = Path(outputs.save_png(Image.new("RGB", (8, 8))))
+    stale = old.stat().st_mtime - app.OUTPUT_TTL_SECONDS - 10
+    os.utime(old, (stale, stale))
+    new = Path(outputs.save_png(Image.new("RGB", (8, 8))))
+    assert new.is_file() and not old.exists()
+
+
+def test_load_model_reads_the_env_folder(tmp_path, monkeypatch):
+    tiny_model().save_pretrained(tmp_path / "tiny")
+    monkeypatch.setenv("HYBRIDSTYLE_MODEL", str(tmp_path / "tiny"))
+    model = app.load_model()
+    assert tuple(model.config.block_out_channels) == (4, 8, 16, 32) and not model.training
+
+
+# ---- the served app, through gradio_client ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    demo = app.build_demo(tiny_model(), tmp_path_factory.mktemp("served"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def call_api(client, content, styles, **kwargs) -> Image.Image:
+    from gradio_client import handle_file
+
+    path = client.predict(content=handle_file(content), styles=[handle_file(s) for s in styles], api_name="/stylize", **kwargs)
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.convert("RGB")
+
+
+def test_api_lists_the_stylize_endpoint(client):
+    info = client.view_api(return_format="dict", print_info=False)
+    params = [p["parameter_name"] for p in info["named_endpoints"]["/stylize"]["parameters"]]
+    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method"]
+
+
+def test_client_one_style(client, images):
+    result = call_api(client, images["content"], [images["red"]], size=256)
+    assert result.size == (256, 171)
+
+
+def test_client_two_fused_styles(client, style_app, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    fused = call_api(client, content, [red, blue], weights=[0.7, 0.3], size=192)
+    # The server runs its own tiny model with the same seed: results match the direct call exactly.
+    assert np.array_equal(pixels(fused), pixels(style_app.api(content, [red, blue], [0.7, 0.3], size=192)))
+    assert np.abs(pixels(fused) - pixels(call_api(client, content, [red], size=192))).mean() > 1
+
+
+def test_client_mask(client, images):
+    content, red, blue = images["content"], images["red"], images["blue"]
+    from gradio_client import handle_file
+
+    regional = call_api(client, content, [red, blue], mask=handle_file(images["mask"]), size=192)
+    fused = call_api(client, content, [red, blue], size=192)
+    assert regional.size == (192, 128) and np.abs(pixels(regional) - pixels(fused)).mean() > 1
+
+
+def test_client_gets_clear_errors_and_server_keeps_serving(client, images):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="give one weight per style"):
+        client.predict(content=handle_file(images["content"]), styles=[handle_file(images["red"])], weights=[1, 1],
+                       api_name="/stylize")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(content=handle_file(images["not_image"]), styles=[handle_file(images["red"])], api_name="/stylize")
+    assert call_api(client, images["content"], [images["red"]], size=128).size == (128, 85)
+
+
+def test_eight_simultaneous_requests_all_succeed(server, images):
+    from gradio_client import Client
+
+    results: dict[int, Image.Image | BaseException] = {}
+
+    def visitor(i: int) -> None:
+        try:
+            style = [images["red"], images["blue"], images["noise"]][i % 3]
+            results[i] = call_api(Client(server, verbose=False), images["content"], [style], size=128 + 32 * (i % 2))
+        except BaseException as err:  # collected and reported below
+            results[i] = err
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == list(range(8))
+    failures = {i: r for i, r in results.items() if not isinstance(r, Image.Image)}
+    assert not failures
+    assert all(results[i].size == ((128, 85) if i % 2 == 0 else (160, 107)) for i in range(8))

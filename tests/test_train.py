@@ -1,0 +1,381 @@
+"""scripts/train.py end to end on a tiny model: losses, checkpoints, resume, signals, 2 processes, Hub upload."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hybridstyle import HybridStyle
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train.py"
+TINY = {"block_out_channels": [4, 8, 16, 32], "layers_per_block": [1, 1, 1, 1]}
+spec = importlib.util.spec_from_file_location("hybridstyle_train", SCRIPT)
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+
+
+def write_textures(folder: Path, count: int, seed: int, size: int = 80) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BICUBIC).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    config = root / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    return {"content": write_textures(root / "content", 8, 0), "style": write_textures(root / "style", 8, 1), "config": config}
+
+
+def base_args(data, output_dir: Path, *extra: str, steps: int = 2) -> list[str]:
+    return [
+        "--content_dir", str(data["content"]), "--style_dir", str(data["style"]), "--model_config", str(data["config"]),
+        "--output_dir", str(output_dir), "--resolution", "64", "--train_batch_size", "2", "--max_train_steps", str(steps),
+        "--checkpointing_steps", "1000", "--validation_steps", "1000", "--validation_resolution", "64",
+        "--num_validation_pairs", "2", "--report_to", "none", "--seed", "0", "--learning_rate", "1e-3",
+        "--lr_warmup_steps", "0", *extra,
+    ]
+
+
+def run(argv: list[str]) -> None:
+    """train.main in this process; accelerate's process-wide state is reset so each run starts fresh."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    train.main(argv)
+
+
+def read_losses(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "losses.jsonl").read_text().splitlines()]
+
+
+def checkpoint_steps(output_dir: Path) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in train.list_checkpoints(str(output_dir))]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"training exited with {process.returncode} before {what}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_training_steps_change_weights_and_write_everything(data, tmp_path, caplog):
+    init = tmp_path / "init"
+    HybridStyle(**TINY).save_pretrained(init)
+    out = tmp_path / "out"
+    caplog.set_level(logging.INFO)
+    run(base_args(data, out, "--init_from", str(init), "--use_ema", "--report_to", "tensorboard", "--validation_steps", "2",
+                  "--adv_start_step", "1", steps=4))
+
+    records = read_losses(out)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(math.isfinite(v) for r in records for v in r.values())
+    assert "g_adv" not in records[0] and "d_loss" in records[1]  # --adv_start_step 1 switches the GAN on after step 1
+    if not torch.cuda.is_available():
+        assert "on cpu" in caplog.text  # no accelerator: the CPU without --cpu
+
+    trained, start = HybridStyle.from_pretrained(out), HybridStyle.from_pretrained(init)
+    changed = [not torch.equal(a, b) for a, b in zip(trained.decoder.parameters(), start.decoder.parameters())]
+    assert all(changed)
+    for a, b in zip(trained.encoder.parameters(), start.encoder.parameters()):
+        assert torch.equal(a, b)  # the VGG encoder is frozen
+    assert trained.stylize(Image.new("RGB", (48, 40), "red"), Image.new("RGB", (32, 32), "blue")).size == (48, 40)
+    card = (out / "README.md").read_text()
+    assert "trained with `scripts/train.py` for 4 steps" in card and "--use_ema" in card
+
+    assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    with Image.open(out / "validation" / "step-0000004.png") as grid:
+        assert grid.size == (3 * 64, 2 * 64)  # content | style | output, one row per pair
+    events = list((out / "logs").rglob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = set()
+    for event_file in events:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        scalars |= set(accumulator.Tags()["scalars"]) | set(accumulator.Tags()["images"])
+    assert {"content", "style", "g_loss", "d_loss", "lr", "validation"} <= scalars
+
+
+def test_checkpoint_pruning_keeps_newest_and_clears_partial_saves(data, tmp_path):
+    out = tmp_path / "out"
+    (out / "checkpoint-99.tmp").mkdir(parents=True)  # left by a run killed while saving
+    run(base_args(data, out, "--checkpointing_steps", "1", "--checkpoints_total_limit", "2", steps=4))
+    assert checkpoint_steps(out) == [3, 4]
+    assert not list(out.glob("*.tmp"))
+    checkpoint = out / "checkpoint-4"
+    assert json.loads((checkpoint / "step.json").read_text()) == {"step": 4}
+    assert HybridStyle.from_pretrained(checkpoint / "model").config.block_out_channels == TINY["block_out_channels"]
+    assert (checkpoint / "discriminator_0" / "config.json").is_file()
+
+
+def test_resume_restores_step_optimizers_schedulers_ema_and_rng(data, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    run(base_args(data, first, "--use_ema", "--checkpointing_steps", "2", steps=4))
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copytree(first / "checkpoint-2", second / "checkpoint-2")
+
+    restored = {}
+    original_load_state = train.Accelerator.load_state
+
+    def recording_load_state(self, input_dir=None, **kwargs):
+        result = original_load_state(self, input_dir, **kwargs)
+        restored["optimizers"] = [copy.deepcopy(o.state_dict()) for o in self._optimizers]
+        restored["schedulers"] = [s.state_dict() for s in self._schedulers]
+        restored["ema"] = copy.deepcopy(self._custom_objects[0].state_dict())
+        restored["random"] = random.getstate()
+        restored["models"] = [copy.deepcopy(m.state_dict()) for m in self._models]
+        return result
+
+    monkeypatch.setattr(train.Accelerator, "load_state", recording_load_state)
+    run(base_args(data, second, "--use_ema", "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest", steps=4))
+
+    checkpoint = first / "checkpoint-2"
+    for i, name in enumerate(["optimizer.bin", "optimizer_1.bin"]):
+        saved = torch.load(checkpoint / name, weights_only=False)
+        state = restored["optimizers"][i]["state"]
+        assert state.keys() == saved["state"].keys() and state
+        for key, tensors in saved["state"].items():
+            for field in ("step", "exp_avg", "exp_avg_sq"):
+                assert torch.equal(state[key][field], tensors[field]), (name, key, field)
+    assert [s["last_epoch"] for s in restored["schedulers"]] == [2, 2]
+    saved_ema = torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=False)
+    assert restored["ema"]["optimization_step"] == saved_ema["optimization_step"] == 2
+    for a, b in zip(restored["ema"]["shadow_params"], saved_ema["shadow_params"]):
+        assert torch.equal(a, b)
+    assert restored["random"] == torch.load(checkpoint / "random_states_0.pkl", weights_only=False)["random_state"]
+    from safetensors.torch import load_file
+
+    for key, value in load_file(checkpoint / "model.safetensors").items():
+        assert torch.equal(restored["models"][0][key], value)
+
+    # Training went on from step 3, and the optimizers kept counting from the restored state.
+    assert [r["step"] for r in read_losses(second)] == [3, 4]
+    final = torch.load(second / "checkpoint-4" / "optimizer.bin", weights_only=False)
+    assert {float(s["step"]) for s in final["state"].values()} == {4.0}
+
+
+def test_resume_errors_on_a_folder_that_is_not_a_checkpoint(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint folder"):
+        run(base_args(data, tmp_path / "out", "--resume_from_checkpoint", str(tmp_path / "checkpoint-7.tmp")))
+
+
+def test_sigkill_during_training_then_resume(data, tmp_path):
+    out = tmp_path / "out"
+    argv = base_args(data, out, "--checkpointing_steps", "1", "--checkpoints_total_limit", "3", steps=100000)
+    with open(tmp_path / "log.txt", "w") as log:  # a file, not a pipe: nobody reads a pipe until the end, and it fills
+        process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], env=subprocess_env(), stdout=log, stderr=log)
+    try:
+        wait_for(lambda: len(checkpoint_steps(out)) >= 2, 120, "two checkpoints", process)
+        # Aim for the middle of a save (a checkpoint-N.tmp on disk); any moment must be safe anyway.
+        try:
+            wait_for(lambda: any(out.glob("checkpoint-*.tmp")), 10, "a save in progress", process, poll=0.002)
+        except AssertionError:
+            pass
+        process.kill()
+    finally:
+        process.kill()
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+    steps = checkpoint_steps(out)
+    assert steps and all((out / f"checkpoint-{s}" / "step.json").is_file() for s in steps)
+
+    run(base_args(data, out, "--checkpointing_steps", "1", "--checkpoints_total_limit", "3",
+                  "--resume_from_checkpoint", "latest", steps=steps[-1] + 2))
+    assert [r["step"] for r in read_losses(out)][-2:] == [steps[-1] + 1, steps[-1] + 2]
+    assert checkpoint_steps(out)[-1] == steps[-1] + 2
+    assert not list(out.glob("*.tmp"))
+    HybridStyle.from_pretrained(out)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
+    out = tmp_path / "out"
+    with open(tmp_path / "log.txt", "w") as log:
+        process = subprocess.Popen([sys.executable, str(SCRIPT), *base_args(data, out, steps=100000)], env=subprocess_env(),
+                                   stdout=log, stderr=log)
+    try:
+        wait_for(lambda: (out / "losses.jsonl").is_file() and (out / "losses.jsonl").stat().st_size > 0, 120,
+                 "the first step", process)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    stderr = (tmp_path / "log.txt").read_text()
+    assert process.returncode == 0, stderr[-3000:]
+    last = read_losses(out)[-1]["step"]
+    assert checkpoint_steps(out) == [last]
+    assert "stop requested: saved checkpoint-" in stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_in_sync(data, tmp_path):
+    out = tmp_path / "out"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    argv = base_args(data, out, "--cpu", "--num_discriminators", "2", "--identity_weight", "0.5", "--checkpointing_steps", "2",
+                     "--validation_steps", "2", "--gradient_accumulation_steps", "2", steps=3)
+    result = subprocess.run([*launch, str(SCRIPT), *argv], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    for rank in (0, 1):
+        assert f"process {rank}/2 (DistributedType.MULTI_CPU)" in log
+        assert (out / "checkpoint-2" / f"random_states_{rank}.pkl").is_file()
+    for name in ("decoder", "discriminator_0", "discriminator_1"):
+        assert f"{name} weights are identical on all 2 processes" in log
+        fingerprints = {line.rsplit(" ", 1)[1] for line in log.splitlines() if f": {name} fingerprint" in line}
+        assert len(fingerprints) == 1
+    records = read_losses(out)
+    assert [r["step"] for r in records] == [1, 2, 3] and "diversity" in records[0] and "identity" in records[0]
+    assert (out / "validation" / "step-0000002.png").is_file()
+    HybridStyle.from_pretrained(out)
+
+
+@pytest.mark.parametrize("gan_loss", ["lsgan", "hinge", "bce"])
+def test_each_gan_loss_trains(data, tmp_path, gan_loss):
+    out = tmp_path / gan_loss
+    run(base_args(data, out, "--gan_loss", gan_loss, steps=2))
+    records = read_losses(out)
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_adv"]) for r in records)
+
+
+def test_gradient_accumulation_steps_both_players_once_per_step(data, tmp_path):
+    out = tmp_path / "out"
+    run(base_args(data, out, "--gradient_accumulation_steps", "2", "--checkpointing_steps", "2", steps=2))
+    assert [r["step"] for r in read_losses(out)] == [1, 2]
+    for name in ("optimizer.bin", "optimizer_1.bin"):  # generator, discriminator
+        state = torch.load(out / "checkpoint-2" / name, weights_only=False)["state"]
+        assert {float(s["step"]) for s in state.values()} == {2.0}, name
+
+
+def test_two_discriminators_add_a_larger_patch_and_the_diversity_term(data, tmp_path):
+    out = tmp_path / "out"
+    run(base_args(data, out, "--num_discriminators", "2", "--checkpointing_steps", "2", "--mixed_precision", "bf16", steps=2))
+    assert all(r["diversity"] > 0 for r in read_losses(out))
+    layers = [json.loads((out / "checkpoint-2" / f"discriminator_{i}" / "config.json").read_text())["num_layers"] for i in (0, 1)]
+    assert layers == [3, 4]
+
+
+def test_single_style_image_fills_the_batch(data, tmp_path, monkeypatch):
+    style = write_textures(tmp_path / "one_style", 1, 5, size=96)
+    init = tmp_path / "init"
+    HybridStyle(**TINY).save_pretrained(init)
+    batch_sizes = []
+    original = train.losses.style_loss
+
+    def recording_style_loss(output_features, style_features, kind="meanstd"):
+        batch_sizes.append(style_features[0].shape[0])
+        return original(output_features, style_features, kind)
+
+    monkeypatch.setattr(train.losses, "style_loss", recording_style_loss)
+    argv = base_args(data, tmp_path / "out", "--init_from", str(init), "--train_batch_size", "4", steps=3)
+    argv[argv.index("--style_dir") + 1] = str(style)
+    run(argv)
+    assert batch_sizes == [4, 4, 4]
+    HybridStyle.from_pretrained(tmp_path / "out")
+
+
+def test_unreadable_image_is_skipped_with_a_warning(data, tmp_path, caplog):
+    content = tmp_path / "content"
+    shutil.copytree(data["content"], content)
+    (content / "000_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    argv = base_args(data, tmp_path / "out", steps=2)
+    argv[argv.index("--content_dir") + 1] = str(content)
+    caplog.set_level(logging.INFO)
+    run(argv)
+    assert "000_broken.png" in caplog.text
+    assert "1 of 9 training images are unreadable and will be skipped" in caplog.text
+    assert [r["step"] for r in read_losses(tmp_path / "out")] == [1, 2]
+
+
+def test_empty_image_folder_is_a_clear_error(data, tmp_path):
+    argv = base_args(data, tmp_path / "out")
+    argv[argv.index("--style_dir") + 1] = str(tmp_path)
+    with pytest.raises(ValueError, match="the dataset has no images"):
+        run(argv)
+
+
+def test_training_from_a_local_hf_dataset(data, tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    argv = base_args(data, tmp_path / "out", steps=1)
+    i = argv.index("--content_dir")
+    argv[i:i + 2] = ["--content_dataset", str(data["content"])]
+    run(argv)
+    assert [r["step"] for r in read_losses(tmp_path / "out")] == [1]
+
+
+def test_push_to_hub_uploads_card_config_and_weights_offline(data, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, RepoUrl
+
+    uploads = []
+
+    def create_repo(self, repo_id, **kwargs):
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, repo_id, folder_path, commit_message=None, **kwargs):
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        uploads.append({"repo_id": repo_id, "files": files, "message": commit_message, "token": self.token})
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    hub = ["--push_to_hub", "--hub_model_id", "me/tiny-style", "--hub_token", "hf_SECRET"]
+    run(base_args(data, tmp_path / "out", *hub, steps=1))
+
+    assert len(uploads) == 1
+    upload = uploads[0]
+    assert upload["repo_id"] == "me/tiny-style" and upload["token"] == "hf_SECRET" and "step 1" in upload["message"]
+    assert {"README.md", "config.json", "diffusion_pytorch_model.safetensors"} <= set(upload["files"])
+    card = upload["files"]["README.md"].decode()
+    assert "me/tiny-style" in card and "library_name: diffusers" in card
+    assert "hf_SECRET" not in card and "hf_SECRET" not in (tmp_path / "out" / "README.md").read_text()
+    assert json.loads(upload["files"]["config.json"])["block_out_channels"] == TINY["block_out_channels"]
+
+
+def test_argument_errors():
+    with pytest.raises(SystemExit):
+        train.parse_args(["--content_dir", "a", "--style_dir", "b", "--push_to_hub"])
+    with pytest.raises(SystemExit):
+        train.parse_args(["--content_dir", "a", "--style_dir", "b", "--checkpointing_steps", "0"])
+    assert train.redacted_argv(["--hub_token", "x", "--hub_token=y", "--seed", "1"]) == [
+        "--hub_token", "***", "--hub_token=***", "--seed", "1"]
