@@ -20,9 +20,11 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
-    from .discriminator import MultiScaleDiscriminator
-    from .image_io import ImageLoadError, load_image
-    from .modeling_hybridstyle import HybridStyle, HybridStyleOutput
+    from .discriminator import MultiScaleDiscriminator as MultiScaleDiscriminator
+    from .image_io import ImageLoadError as ImageLoadError
+    from .image_io import load_image as load_image
+    from .modeling_hybridstyle import HybridStyle as HybridStyle
+    from .modeling_hybridstyle import HybridStyleOutput as HybridStyleOutput
 
 
 def __getattr__(name: str):

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     stylize.add_argument("--alpha", type=float, default=1.0, help="style strength: 0 = content, 1 = full style")
     stylize.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
     stylize.add_argument("--masks", nargs="+", help="one mask per style, the content's size (white = this style)")
-    stylize.add_argument("--style-scale", type=float, default=1.0, help="size styles are read at, vs the content; >1 = finer strokes")
+    stylize.add_argument("--style-scale", type=float, default=1.0,
+                         help="size styles are read at, vs the content; >1 = finer strokes")
     stylize.add_argument("--method", choices=("adain", "wct"), default="adain", help="feature transform")
     stylize.add_argument("--max-size", type=int, default=2048, help="largest content side accepted")
     stylize.add_argument("--model", default=None, help="model folder or Hub id (default: the bundled hybridstyle-base)")

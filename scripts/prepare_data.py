@@ -57,7 +57,9 @@ def main() -> None:
         folder = Path(skimage.data.__file__).parent
         for name, (licence, author) in SKIMAGE_PHOTOS.items():
             shutil.copy2(folder / name, out / "content" / f"skimage_{name}")
-            rows.append({"split": "content", "file": f"skimage_{name}", "package": "scikit-image", "licence": licence, "author": author})
+            rows.append(
+                {"split": "content", "file": f"skimage_{name}", "package": "scikit-image", "licence": licence, "author": author}
+            )
     fields = ["split", "file", "package", "version", "original_path", "licence", "author", "orig_size", "saved_size"]
     with open(out / "SOURCES.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -107,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "processes (gloo): accelerate launch --multi_gpu --num_processes N scripts/train.py --cpu; "
                      "`accelerate launch --cpu --num_processes N` starts a single process")
 
+    opt.add_argument("--cpu_threads", type=int, default=None,
+                     help="torch threads per process when training on CPU; default: the CPUs this process may use "
+                     "divided by the processes on this node. `accelerate launch` sets OMP_NUM_THREADS=1 unless given "
+                     "--num_cpu_threads_per_process, which would leave the other cores idle")
+
     ckpt = p.add_argument_group("checkpoints and logging")
     ckpt.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable state every N steps")
     ckpt.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
@@ -134,6 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
+    if args.cpu_threads is not None and args.cpu_threads < 1:
+        p.error("--cpu_threads must be >= 1 (omit it to use this node's CPUs)")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         p.error("--checkpoints_total_limit must be >= 1 (omit it to keep every checkpoint)")
     return args
@@ -222,6 +229,12 @@ def follow_launcher() -> None:
         return
     if os.getppid() != parent:  # the launcher died before prctl took effect
         signal.raise_signal(signal.SIGTERM)
+
+
+def cpu_threads_per_process() -> int:
+    """The CPUs this process may run on, shared out among the processes of this node (torchrun's LOCAL_WORLD_SIZE)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, available // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def infinite(loader: DataLoader):
@@ -360,6 +373,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         cpu=args.cpu,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(args.cpu_threads or cpu_threads_per_process())
+        logger.info(f"{torch.get_num_threads()} CPU threads per process", main_process_only=True)
     logger.info(f"{accelerator.state}", main_process_only=True)
     logger.info(f"process {accelerator.process_index}/{accelerator.num_processes} ({accelerator.distributed_type}) "
                 f"on {accelerator.device}", main_process_only=False)
@@ -456,13 +472,14 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             global_step = json.loads((path / "step.json").read_text())["step"]
             logger.info(f"resumed from {path} at step {global_step}")
 
-    # Fixed validation pairs: the first readable images of each set, centre-cropped from the full-size files. Styles
-    # repeat when there are fewer of them (one style image when fine-tuning: every row shows it on another photo).
+    # Fixed validation pairs, centre-cropped from the full-size files: images spread evenly through each (sorted) set,
+    # the styles shifted by half a step, so that a content folder that also holds the artworks does not pair each
+    # artwork with itself. Styles repeat when there are fewer of them (one style image when fine-tuning).
     val_pairs = min(args.num_validation_pairs, len(content_set.images))
     val_contents, val_styles = (
-        torch.stack([center_crop(images.readable_image(i % len(images.images))[1], args.validation_resolution)
-                     for i in range(val_pairs)])
-        for images in (content_set, style_set)
+        torch.stack([center_crop(images.readable_image(int((i + shift) * len(images.images) / val_pairs))[1],
+                                 args.validation_resolution) for i in range(val_pairs)])
+        for images, shift in ((content_set, 0.0), (style_set, 0.5))
     )
 
     unwrapped_discriminators = [accelerator.unwrap_model(d) for d in discriminators]

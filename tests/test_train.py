@@ -257,6 +257,8 @@ def test_two_cpu_processes_train_in_sync(data, tmp_path):
     result = subprocess.run([*launch, str(SCRIPT), *argv], env=subprocess_env(), capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
+    # accelerate's launcher pins OMP_NUM_THREADS=1; the script shares this machine's CPUs out between the 2 ranks.
+    assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} CPU threads per process" in log
     for rank in (0, 1):
         assert f"process {rank}/2 (DistributedType.MULTI_CPU)" in log
         assert (out / "checkpoint-2" / f"random_states_{rank}.pkl").is_file()
@@ -268,6 +270,16 @@ def test_two_cpu_processes_train_in_sync(data, tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3] and "diversity" in records[0] and "identity" in records[0]
     assert (out / "validation" / "step-0000002.png").is_file()
     HybridStyle.from_pretrained(out)
+
+
+def test_cpu_threads_are_shared_between_the_processes_of_a_node(monkeypatch):
+    available = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert train.cpu_threads_per_process() == available
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(available * 4))  # more ranks than CPUs: still one thread each
+    assert train.cpu_threads_per_process() == 1
+    with pytest.raises(SystemExit):
+        train.parse_args(["--content_dir", "c", "--style_dir", "s", "--cpu_threads", "0"])
 
 
 @pytest.mark.parametrize("gan_loss", ["lsgan", "hinge", "bce"])
