@@ -142,6 +142,8 @@ def _mask_tensor(mask: Image.Image | str, size: tuple[int, int], what: str) -> t
             with Image.open(mask) as header:  # only the header: the size check below reads the pixels safely
                 native = header.size
         tensor = load_mask(mask, native, what)
+    except Image.DecompressionBombError:
+        raise _error(f"{what} is too large to open safely; make it the size of the content photo") from None
     except (ImageLoadError, OSError, ValueError) as err:
         raise _error(f"{what}: {err}") from None
     if abs(native[0] / native[1] - size[0] / size[1]) > 0.02:
@@ -163,6 +165,28 @@ def _painted_mask(editor: dict | None, size: tuple[int, int]) -> torch.Tensor | 
     if painted is None or not painted.any():
         return None
     return _mask_tensor(Image.fromarray(painted.astype(np.uint8) * 255), size, "painted region")
+
+
+def image_upload(label: str, **kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` whose unreadable uploads raise the app's clear ``gr.Error``.
+
+    Gradio opens an upload with PIL before any handler runs, so a corrupt file, a non-image or a decompression bomb
+    would otherwise surface as PIL's message about a server temp path.
+    """
+    component = gr.Image(label=label, **kwargs)
+    preprocess = component.preprocess
+
+    def checked_preprocess(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except Image.DecompressionBombError:
+            raise _error(f"{label}: the image is too large to open safely; downscale it first") from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise _error(f"{label}: the file could not be read as an image ({type(err).__name__}); "
+                         "use a PNG, JPEG, WebP, BMP or TIFF file") from None
+
+    component.preprocess = checked_preprocess
+    return component
 
 
 class StyleApp:
@@ -418,15 +442,15 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                content = gr.Image(label="1 · Content photo", type="filepath", image_mode=None, height=300,
-                                   sources=["upload", "clipboard", "webcam"], elem_id="content")
+                content = image_upload(label="1 · Content photo", type="filepath", image_mode=None, height=300,
+                                       sources=["upload", "clipboard", "webcam"], elem_id="content")
                 gr.Markdown("**2 · Styles**: weights are relative (0.5 + 0.5 = half each); 0 leaves a style out.")
                 slots, weights = [], []
                 with gr.Row(elem_id="style-slots"):
                     for i in range(MAX_STYLES):
                         with gr.Column(min_width=110):
-                            slots.append(gr.Image(label=f"Style {i + 1}", type="filepath", image_mode=None, height=130,
-                                                  sources=["upload", "clipboard"], elem_id=f"style{i + 1}"))
+                            slots.append(image_upload(label=f"Style {i + 1}", type="filepath", image_mode=None, height=130,
+                                                      sources=["upload", "clipboard"], elem_id=f"style{i + 1}"))
                             # Unique labels: the examples table keys its columns by label (duplicates break its rendering).
                             weights.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight {i + 1}",
                                                      elem_id=f"weight{i + 1}"))
@@ -471,7 +495,7 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
 
         photos = {Path(e.path).stem: e.path for e in EXAMPLES["content"]}
         arts = {Path(e.path).stem: e.path for e in EXAMPLES["styles"]}
-        gr.Examples(
+        examples = gr.Examples(
             examples=[
                 [photos["gc_animal_kitten"], arts["opencv_starry_night"], None, 1.0, 1.0, 1.0, False, 512],
                 [photos["gc_monument_neuschwansteinCastle"], arts["gc_GreatWave"], arts["darknet_scream"], 0.6, 0.4, 1.0, False,
@@ -480,11 +504,14 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 [photos["lomiri_picosdeeuropa"], arts["gc_vangogh_Gogh4"], arts["plasma_safelanding"], 0.5, 0.5, 0.9, False, 512],
             ],
             inputs=[content, slots[0], slots[1], weights[0], weights[1], alpha, preserve_color, size],
-            outputs=[result, download, status],
-            fn=app.run_example,
             cache_examples=False,
-            run_on_click=True,
             label="Examples: click a row to run it",
+        )
+        # Run after the row is loaded, in the Stylize button's concurrency group: gr.Examples' own run_on_click event
+        # would get a slot of its own and run beside a Stylize or API request on the same two cores.
+        examples.load_input_event.then(
+            app.run_example, examples.inputs, [result, download, status], concurrency_id="stylize",
+            api_visibility="private",
         )
         with gr.Accordion("Credits and licences of the example images", open=False):
             gr.Markdown(credits_markdown())

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         image.save(args.output)
         print(f"wrote {args.output} ({image.width}x{image.height})")
         return 0
-    except (ValueError, ImageLoadError, FileNotFoundError, ImportError, OSError) as err:
+    except (ValueError, ImageLoadError, FileNotFoundError, ImportError, OSError, RuntimeError) as err:
+        # RuntimeError: e.g. --device cuda on a machine without CUDA; torch's message says what is missing.
         print(f"hybridstyle: error: {err}", file=sys.stderr)
         return 2
 

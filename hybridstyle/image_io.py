@@ -24,6 +24,11 @@ class ImageLoadError(ValueError):
 def _open(source: ImageInput, what: str) -> Image.Image:
     if isinstance(source, Image.Image):
         image = source
+        _check_size(image.width, image.height, what)
+        try:
+            image.load()  # a lazily opened, truncated file fails here, not deep inside the conversion
+        except (OSError, SyntaxError) as err:
+            raise ImageLoadError(f"{what}: the image is damaged or truncated ({err}); re-export or re-download it") from None
     elif isinstance(source, np.ndarray):
         return _from_array(source, what)
     elif isinstance(source, (str, os.PathLike)):

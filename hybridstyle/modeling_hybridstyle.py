@@ -240,7 +240,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         Parameters:
             content: path, PIL image or numpy array.
             style: one style image or a list of them.
-            weights: how much of each style to fuse (normalised; default equal).
+            weights: how much of each style to fuse (normalised; default equal). Not with ``masks``.
             alpha: style strength in [0, 1]; 0 gives back (a reconstruction of) the content.
             preserve_color: keep the content's colours (only the luminance is stylized).
             masks: one mask per style, the content's size; white marks where that style paints.
@@ -269,6 +269,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
             )
         if min(width, height) < MIN_SIDE:
             raise ValueError(f"content is {width}x{height}; each side needs at least {MIN_SIDE} pixels")
+        if masks is not None and weights is not None:
+            raise ValueError("pass weights or masks, not both: masks decide how much of each style goes where "
+                             "(scale a mask, e.g. 0.5 * mask, to weaken its style)")
         weights = ops.normalize_weights(weights, len(styles)) if masks is None else None
         if masks is not None and len(masks) != len(styles):
             raise ValueError(f"got {len(masks)} masks for {len(styles)} styles; pass one mask per style")
@@ -349,27 +352,30 @@ class HybridStyle(ModelMixin, ConfigMixin):
             pretrained_model_name_or_path = DEFAULT_MODEL_DIR
         path = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
         if not os.path.isdir(path) and _looks_like_local_path(path):
-            # Otherwise diffusers treats it as a Hub id and reports a connection problem for a simple typo.
+            # Otherwise it would be taken for a Hub id and reported as a connection problem for a simple typo.
             raise FileNotFoundError(f"no model folder at {path!r}; check the path (a Hub id looks like 'user/model')")
-        if os.path.isdir(path):
-            subfolder = kwargs.get("subfolder") or ""
-            folder = os.path.join(path, subfolder)
-            if not os.path.isfile(os.path.join(folder, cls.config_name)):
-                raise FileNotFoundError(f"{folder} has no {cls.config_name}: it is not a saved {cls.__name__} model folder")
-            if not os.path.isfile(os.path.join(folder, WEIGHTS_NAME)):
-                raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}; re-save the model with save_pretrained")
-            config_path = os.path.join(folder, cls.config_name)
-            with open(config_path, encoding="utf-8") as f:
-                try:
-                    config = json.load(f)
-                except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                    raise ValueError(f"{config_path} is not valid JSON ({err}); re-save the model") from None
-            if not isinstance(config, dict) or "_class_name" not in config:
-                raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
-            class_name = config["_class_name"]
-            if class_name != cls.__name__:
-                raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
-            _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        subfolder = kwargs.get("subfolder") or ""
+        if not os.path.isdir(path):
+            # A Hub id: fetch (or, offline, find in the cache) just the files this class reads, then load it as a
+            # folder, so the checks below and the model card apply to Hub models too.
+            path = _download(path, subfolder, [cls.config_name, WEIGHTS_NAME, "README.md"], kwargs)
+        folder = os.path.join(path, subfolder)
+        if not os.path.isfile(os.path.join(folder, cls.config_name)):
+            raise FileNotFoundError(f"{folder} has no {cls.config_name}: it is not a saved {cls.__name__} model folder")
+        if not os.path.isfile(os.path.join(folder, WEIGHTS_NAME)):
+            raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}; re-save the model with save_pretrained")
+        config_path = os.path.join(folder, cls.config_name)
+        with open(config_path, encoding="utf-8") as f:
+            try:
+                config = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"{config_path} is not valid JSON ({err}); re-save the model") from None
+        if not isinstance(config, dict) or "_class_name" not in config:
+            raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
+        class_name = config["_class_name"]
+        if class_name != cls.__name__:
+            raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
+        _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
         kwargs.setdefault("use_safetensors", True)
         try:
             model = super().from_pretrained(path, **kwargs)
@@ -407,6 +413,24 @@ class HybridStyle(ModelMixin, ConfigMixin):
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, model_card=model_card, **save_kwargs)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+
+
+def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) -> str:
+    """Snapshot of ``filenames`` of a Hub model; takes the Hub options out of ``kwargs`` (the folder is local after)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    options = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "token", "force_download", "local_files_only")
+               if key in kwargs}
+    try:
+        return snapshot_download(repo_id, allow_patterns=[prefix + name for name in filenames], **options)
+    except LocalEntryNotFoundError:
+        raise OSError(f"{repo_id!r} is not in the Hugging Face cache and the Hub cannot be reached (offline); load it once "
+                      "online, or pass a local model folder") from None
+    except (HfHubHTTPError, ValueError) as err:
+        raise OSError(f"could not get {repo_id!r} from the Hugging Face Hub ({err}); check the repo id, revision and "
+                      "token, or pass a local model folder") from None
 
 
 def _looks_like_local_path(path: str) -> bool:

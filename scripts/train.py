@@ -91,8 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
     opt.add_argument("--learning_rate", type=float, default=1e-4, help="generator (decoder) learning rate")
     opt.add_argument("--discriminator_learning_rate", type=float, default=None, help="default: --learning_rate")
-    opt.add_argument("--adam_beta1", type=float, default=0.5)
-    opt.add_argument("--adam_beta2", type=float, default=0.999)
+    opt.add_argument("--adam_beta1", type=float, default=0.5, help="Adam beta1 of both optimizers (0.5 is usual for GANs)")
+    opt.add_argument("--adam_beta2", type=float, default=0.999, help="Adam beta2 of both optimizers")
     opt.add_argument("--lr_scheduler", default="constant_with_warmup",
                      help="diffusers.optimization.get_scheduler name (constant, cosine, linear, ...)")
     opt.add_argument("--lr_warmup_steps", type=int, default=100)

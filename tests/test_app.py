@@ -252,6 +252,15 @@ def test_oversized_image_is_refused(style_app, images, monkeypatch):
     assert "content photo" in message and "10,000" in message
 
 
+def test_decompression_bomb_mask_file_is_refused(style_app, images, tmp_path):
+    from test_image_io import _png_header_only
+
+    bomb = tmp_path / "bomb_mask.png"
+    bomb.write_bytes(_png_header_only(20_000, 20_000))  # 400 megapixels in a few bytes: over PIL's own hard limit
+    message = error_message(lambda: style_app.api(images["content"], [images["red"]], mask=str(bomb)))
+    assert "region mask" in message and "too large" in message
+
+
 def test_app_keeps_working_after_errors(style_app, images):
     error_message(lambda: run(style_app, images["not_image"], [images["red"]]))
     (_, result), _, _ = run(style_app, images["content"], [images["red"]])
@@ -360,6 +369,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("contents", "expected"), [(b"these are not pixels", "could not be read as an image"),
+                                                    (None, "too large to open safely")])
+def test_unreadable_upload_is_a_clear_error_before_any_handler(tmp_path, contents, expected):
+    from gradio.data_classes import FileData
+    from test_image_io import _png_header_only
+
+    path = tmp_path / "upload.png"
+    path.write_bytes(contents if contents is not None else _png_header_only(20_000, 20_000))
+    upload = app.image_upload(label="1 · Content photo", type="filepath")
+    message = error_message(lambda: upload.preprocess(FileData(path=str(path), orig_name="upload.png")))
+    assert message.startswith("1 · Content photo: ") and expected in message
+
+
+def test_every_stylizing_event_shares_one_concurrency_group(tmp_path):
+    # Button, example rows and API: with separate groups, an example click would run beside a Stylize request.
+    demo = app.build_demo(tiny_model(), tmp_path)
+    groups = {}
+    for block_fn in demo.fns.values():
+        name = getattr(block_fn.fn, "__name__", "")
+        if name in ("run", "run_example", "api"):
+            groups[name] = block_fn.concurrency_id
+    assert groups == {"run": "stylize", "run_example": "stylize", "api": "stylize"}
 
 
 @pytest.fixture(scope="module")

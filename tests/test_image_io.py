@@ -72,6 +72,17 @@ def test_truncated_jpeg(tmp_path: Path, jpeg_bytes: bytes) -> None:
         load_image(path)
 
 
+def test_truncated_pil_image_passed_directly(tmp_path: Path) -> None:
+    # Image.open is lazy: a user's own Image.open() of a cut PNG succeeds and fails only when the pixels are read.
+    buffer = io.BytesIO()
+    make_image(64, 48).save(buffer, format="PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) * 2 // 3])
+    image = Image.open(path)
+    with pytest.raises(ImageLoadError, match="style 2: the image is damaged or truncated.*re-export or re-download"):
+        load_image(image, "style 2")
+
+
 def test_decompression_bomb_header(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header_only(100_000, 100_000))

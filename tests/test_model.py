@@ -174,6 +174,34 @@ def test_from_pretrained_missing_local_folder(tmp_path: Path, monkeypatch: pytes
         HybridStyle.from_pretrained(path)
 
 
+def test_from_pretrained_hub_id_is_checked_like_a_folder_and_keeps_its_card(tmp_path, tiny_model, monkeypatch, offline) -> None:
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    tiny_model.save_pretrained(snapshot, model_card="# user/tiny\n\nmy card\n")
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **options):
+        calls.append((repo_id, allow_patterns, options))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = HybridStyle.from_pretrained("user/tiny", revision="v1")
+    assert calls == [("user/tiny", ["config.json", WEIGHTS_NAME, "README.md"], {"revision": "v1"})]
+    assert torch.equal(model.decoder.layers[-1].weight, tiny_model.decoder.layers[-1].weight)
+    model.save_pretrained(tmp_path / "resaved")
+    assert (tmp_path / "resaved" / "README.md").read_text() == "# user/tiny\n\nmy card\n"
+
+    (snapshot / WEIGHTS_NAME).write_bytes(b"\x00" * 16)  # a damaged download is reported as such, not as a crash
+    with pytest.raises(OSError, match="damaged or incomplete"):
+        HybridStyle.from_pretrained("user/tiny")
+
+
+def test_from_pretrained_hub_id_offline_and_not_cached(tmp_path, offline) -> None:
+    with pytest.raises(OSError, match="'user/not-cached' is not in the Hugging Face cache.*pass a local model folder"):
+        HybridStyle.from_pretrained("user/not-cached", cache_dir=str(tmp_path / "empty-cache"))
+
+
 def test_from_pretrained_without_argument_and_without_bundled_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="hybridstyle-base weights are not bundled.*pass a model folder or Hub id"):
@@ -361,6 +389,8 @@ def test_stylize_mask_errors(tiny_model: HybridStyle, content_image, style_image
         tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 52), bool), np.ones((37, 53), bool)])
     with pytest.raises(ValueError, match="got 1 masks for 2 styles; pass one mask per style"):
         tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 53), bool)])
+    with pytest.raises(ValueError, match="pass weights or masks, not both.*scale a mask"):
+        tiny_model.stylize(content_image, style_images, weights=[0.7, 0.3], masks=[np.ones((37, 53), bool)] * 2)
     with pytest.raises(ValueError, match="mask_blur must be >= 0"):
         tiny_model.stylize(content_image, style_images, masks=[np.ones((37, 53), bool)] * 2, mask_blur=float("nan"))
 
