@@ -589,6 +589,10 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             return
 
     progress.close()
+    if global_step % args.checkpointing_steps:
+        # The last step is resumable too: a later run with a larger --max_train_steps (or other settings, for a
+        # coarse-to-fine schedule) continues from here with --resume_from_checkpoint latest.
+        save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
     replicas = {"decoder": model.decoder, **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
     check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()
