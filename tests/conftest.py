@@ -31,6 +31,16 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TINY_CONFIG = {"block_out_channels": (4, 8, 16, 32), "layers_per_block": (1, 1, 1, 1)}
 
 
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` (scripts are not a package) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"hybridstyle_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_image(width: int, height: int, seed: int = 0, saturation: float = 1.0) -> Image.Image:
     """A smooth, colourful RGB test image (gradients plus low-frequency waves) with some texture."""
     rng = np.random.default_rng(seed)

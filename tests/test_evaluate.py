@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
 from hybridstyle import HybridStyle
@@ -17,14 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("hybridstyle_evaluate", REPO_ROOT / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate = _load_script()
+evaluate = load_script("evaluate")
 
 
 def _image(width: int, height: int, seed: int) -> Image.Image:

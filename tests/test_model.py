@@ -600,3 +600,18 @@ def test_bundled_model_reconstructs_stylizes_and_fuses(bundled_model: HybridStyl
     # Fusing two styles 50/50 lands between the two single-style results in VGG style statistics (t = 0.5 would be
     # exactly halfway; the decoder is not linear, so allow a margin) and close to the line joining them.
     assert 0.25 < t < 0.75 and off_line < 0.5, metrics
+
+
+def test_bundled_model_card_is_model_card_md_and_complete() -> None:
+    from hybridstyle.modeling_hybridstyle import DEFAULT_MODEL_DIR
+
+    root = Path(__file__).resolve().parents[1]
+    card = (root / "model_card.md").read_text(encoding="utf-8")
+    assert (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8") == card, "re-export with scripts/export_base.py"
+    front_matter = card.split("---\n")[1]
+    for field in ("license:", "library_name:", "pipeline_tag: image-to-image", "tags:", "datasets:", "metrics:", "model-index:"):
+        assert field in front_matter, field
+    assert "[[" not in card and "]]" not in card, "a placeholder was left in the card"
+    for section in ("## How to use", "## Training data", "## Training procedure", "## Evaluation", "## Limitations",
+                    "## Citation", "CC BY 4.0"):
+        assert section in card, section

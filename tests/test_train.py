@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from hybridstyle import HybridStyle
@@ -27,9 +27,7 @@ from hybridstyle import HybridStyle
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"
 TINY = {"block_out_channels": [4, 8, 16, 32], "layers_per_block": [1, 1, 1, 1]}
-spec = importlib.util.spec_from_file_location("hybridstyle_train", SCRIPT)
-train = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train)
+train = load_script("train")
 
 
 def write_textures(folder: Path, count: int, seed: int, size: int = 80) -> Path:
