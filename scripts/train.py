@@ -115,7 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ckpt = p.add_argument_group("checkpoints and logging")
     ckpt.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable state every N steps")
     ckpt.add_argument("--checkpoints_total_limit", type=int, default=None, help="keep only the newest N checkpoints")
-    ckpt.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    ckpt.add_argument("--resume_from_checkpoint", default=None,
+                      help="'latest' or a checkpoint folder. Optimizers, learning-rate schedules, EMA and RNG continue from "
+                      "the checkpoint; loss weights, resolution, data and --max_train_steps come from this command line")
     ckpt.add_argument("--validation_steps", type=int, default=500, help="log a validation grid every N steps")
     ckpt.add_argument("--validation_resolution", type=int, default=256, help="size of validation images")
     ckpt.add_argument("--num_validation_pairs", type=int, default=4, help="content x style pairs in the grid")
@@ -471,6 +473,10 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             accelerator.load_state(str(path))
             global_step = json.loads((path / "step.json").read_text())["step"]
             logger.info(f"resumed from {path} at step {global_step}")
+            restored_lr = g_scheduler.scheduler.base_lrs[0] if hasattr(g_scheduler, "scheduler") else g_scheduler.base_lrs[0]
+            if not math.isclose(restored_lr, args.learning_rate):
+                logger.warning(f"--learning_rate {args.learning_rate:g} is ignored: the resumed schedule continues from the "
+                               f"checkpoint's {restored_lr:g} (start a new run with --init_from to change it)")
 
     # Fixed validation pairs, centre-cropped from the full-size files: images spread evenly through each (sorted) set,
     # the styles shifted by half a step, so that a content folder that also holds the artworks does not pair each

@@ -187,14 +187,18 @@ def test_resume_restores_step_optimizers_schedulers_ema_and_rng(data, tmp_path, 
     assert {float(s["step"]) for s in final["state"].values()} == {4.0}
 
 
-def test_a_finished_run_continues_with_more_steps_and_new_settings(data, tmp_path):
+def test_a_finished_run_continues_with_more_steps_and_new_settings(data, tmp_path, caplog):
     out = tmp_path / "out"
     run(base_args(data, out, "--checkpointing_steps", "2", steps=3))
     assert checkpoint_steps(out) == [2, 3]  # the final step is saved although 3 is not a multiple of 2
-    # A second stage (coarse-to-fine: larger crops, another loss weight) picks up where the first ended.
-    run(base_args(data, out, "--checkpointing_steps", "2", "--resolution", "80", "--style_weight", "5",
-                  "--resume_from_checkpoint", "latest", steps=5))
+    # A second stage (coarse-to-fine: larger crops, another loss weight) picks up where the first ended. The learning
+    # rate is the checkpoint's (its schedule is restored), and a different --learning_rate is reported, not obeyed.
+    with caplog.at_level(logging.WARNING):
+        run(base_args(data, out, "--checkpointing_steps", "2", "--resolution", "80", "--style_weight", "5",
+                      "--resume_from_checkpoint", "latest", steps=5) + ["--learning_rate", "5e-3"])
     assert [r["step"] for r in read_losses(out)] == [1, 2, 3, 4, 5]
+    assert {r["lr"] for r in read_losses(out)} == {1e-3}
+    assert "--learning_rate 0.005 is ignored" in caplog.text
     assert checkpoint_steps(out) == [2, 3, 4, 5]
 
 
