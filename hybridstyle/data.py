@@ -17,6 +17,7 @@ from .image_io import ImageLoadError, load_image, pil_to_tensor
 
 logger = logging.getLogger(__name__)
 
+NONE_READABLE = "none of the {count} training images could be read; check the data folder or dataset"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -147,16 +148,20 @@ class RandomCropImages(Dataset):
         Parameters:
             index: where to start looking.
         """
+        return self._first_readable(index, self.load)
+
+    def _first_readable(self, index: int, load) -> tuple[int, Image.Image]:
+        """``load`` the first image at or after ``index`` that is readable, marking unreadable ones on the way."""
         count = len(self.images)
         index %= count
         for _ in range(count):
             if index not in self.bad:
                 try:
-                    return index, self.load(index)
+                    return index, load(index)
                 except (ImageLoadError, OSError) as err:
                     self._mark_bad(index, err)
             index = (index + 1) % count
-        raise ValueError(f"none of the {count} training images could be read; check the data folder or dataset")
+        raise ValueError(NONE_READABLE.format(count=count))
 
     def preload(self, progress: bool = True) -> None:
         """Decode every image once: fills the cache up to its budget and finds unreadable files up front.
@@ -176,23 +181,13 @@ class RandomCropImages(Dataset):
             except (ImageLoadError, OSError) as err:
                 self._mark_bad(index, err)
         if len(self.bad) == len(self.images):
-            raise ValueError(f"none of the {len(self.images)} training images could be read; check the data folder or dataset")
+            raise ValueError(NONE_READABLE.format(count=len(self.images)))
         if self.bad:
             logger.warning("%d of %d training images are unreadable and will be skipped", len(self.bad), len(self.images))
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        count = len(self.images)
-        index %= count
-        for _ in range(count):
-            if index not in self.bad:
-                try:
-                    image = self._get_image(index)
-                    return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, self.rng))[0]
-                except (ImageLoadError, OSError) as err:
-                    self._mark_bad(index, err)
-            index = (index + 1) % count
-        raise ValueError(f"none of the {count} training images could be read; check the data folder or dataset")
-
+        _, image = self._first_readable(index, self._get_image)
+        return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, self.rng))[0]
 
 def load_image_source(folder: str | None, dataset: str | None, split: str = "train"):
     """File list from ``folder`` or a ``datasets`` dataset from ``dataset``.
