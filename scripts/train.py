@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -295,16 +296,24 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
     accelerator.wait_for_everyone()
 
 
+@contextmanager
+def ema_weights(model: HybridStyle, ema: EMAModel | None):
+    """Swap the decoder's EMA weights in for the block (no-op without EMA); the training weights come back after."""
+    if ema is None:
+        yield
+        return
+    ema.store(model.decoder.parameters())
+    ema.copy_to(model.decoder.parameters())
+    try:
+        yield
+    finally:
+        ema.restore(model.decoder.parameters())
+
+
 def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_card: str | None = None) -> None:
     """save_pretrained with the EMA decoder weights if there are any, leaving the training weights untouched."""
-    if ema is not None:
-        ema.store(model.decoder.parameters())
-        ema.copy_to(model.decoder.parameters())
-    try:
+    with ema_weights(model, ema):
         model.save_pretrained(folder, model_card=model_card)
-    finally:
-        if ema is not None:
-            ema.restore(model.decoder.parameters())
 
 
 def center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
@@ -319,15 +328,11 @@ def center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
 @torch.no_grad()
 def validation_grid(model: HybridStyle, contents: torch.Tensor, styles: torch.Tensor, ema) -> torch.Tensor:
     """Rows of content | style | output for fixed pairs, with the EMA weights if any."""
-    if ema is not None:
-        ema.store(model.decoder.parameters())
-        ema.copy_to(model.decoder.parameters())
     was_training = model.training
     model.eval()
-    outputs = model(contents, styles).images.float().clamp(0, 1)
+    with ema_weights(model, ema):
+        outputs = model(contents, styles).images.float().clamp(0, 1)
     model.train(was_training)
-    if ema is not None:
-        ema.restore(model.decoder.parameters())
     rows = [torch.cat([c, s, o], dim=2) for c, s, o in zip(contents, styles, outputs)]
     return torch.cat(rows, dim=1)
 
