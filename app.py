@@ -342,19 +342,19 @@ class StyleApp:
         if size > SLOW_SIZE:
             slower = (size / SIZE_DEFAULT) ** 2
             gr.Warning(f"{size} px takes about {slower:.0f}x as long as {SIZE_DEFAULT} px on a CPU; please be patient.")
-        region = None
+        region, photo = None, content
         if region_on:
             if not slots:
                 raise _error(NO_STYLE)
             try:
-                width, height = load_image(content, "content photo").size
+                photo = load_image(content, "content photo")  # decoded once: stylize() takes the image as it is
             except ImageLoadError as err:
                 raise _error(str(err)) from None
-            region = _painted_mask(editor, _fit_long_side(width, height, size))
+            region = _painted_mask(editor, _fit_long_side(*photo.size, size))
             if region is None:
                 gr.Warning("Region styles is on but nothing is painted: styling the whole photo. Paint over the photo in "
                            "'Region styles' to choose where style 1 goes.")
-        photo, result, status = self.stylize(content, slots, alpha, preserve_color, size, method, style_scale, region, progress)
+        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress)
         stem = Path(content).stem if isinstance(content, str) else "photo"
         return (photo, result), self.save_png(result, f"{stem}_stylized"), status
 
