@@ -42,7 +42,6 @@ def _open(source: ImageInput, what: str) -> Image.Image:
         image = _open_file(path, what)
     else:
         raise ImageLoadError(f"{what}: expected a path, PIL image or numpy array, got {type(source).__name__}")
-    _check_size(image.width, image.height, what)
     # Phones store portrait photos as landscape pixels plus an EXIF rotation tag.
     try:
         return ImageOps.exif_transpose(image)
