@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "HybridStyle": "modeling_hybridstyle",
     "HybridStyleOutput": "modeling_hybridstyle",
+    "HybridStyleFast": "modeling_hybridstyle_fast",
     "MultiScaleDiscriminator": "discriminator",
     "load_image": "image_io",
     "ImageLoadError": "image_io",
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .image_io import load_image as load_image
     from .modeling_hybridstyle import HybridStyle as HybridStyle
     from .modeling_hybridstyle import HybridStyleOutput as HybridStyleOutput
+    from .modeling_hybridstyle_fast import HybridStyleFast as HybridStyleFast
 
 
 def __getattr__(name: str):

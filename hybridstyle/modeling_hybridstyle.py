@@ -24,7 +24,11 @@ from PIL import Image
 from . import ops
 from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, tensor_to_pil
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "hybridstyle-base"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Models that ship inside the package, loadable by name offline: HybridStyle.from_pretrained("hybridstyle-base").
+BUNDLED_MODELS = ("hybridstyle-fast", "hybridstyle-base")
+DEFAULT_MODEL = "hybridstyle-base"
+DEFAULT_MODEL_DIR = WEIGHTS_DIR / DEFAULT_MODEL
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
 # Caffe/Keras VGG19 expects BGR in 0-255 minus these per-channel means (Simonyan & Zisserman, 2014).
@@ -194,8 +198,20 @@ class HybridStyle(ModelMixin, ConfigMixin):
             content: ``(N, 3, H, W)``; H and W must be multiples of the encoder's downsampling (8 for VGG19).
             styles: one tensor ``(N or 1, 3, H', W')`` or a list of them (fused by ``weights`` or ``masks``).
         """
+        styles = self._check_inputs(content, styles)
+        content_features = self.encode_content(content)
+        style_features = [self.encode_content(s) for s in styles]
+        target = self.transform(content_features, style_features, weights, alpha, masks, method)
+        images = self.decode(target)
+        if not return_dict:
+            return images, target, content_features
+        return HybridStyleOutput(images=images, target_features=target, content_features=content_features)
+
+    def _check_inputs(self, content: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The styles as a list, after checking shapes: wrong ones would broadcast silently into nonsense."""
         if isinstance(styles, torch.Tensor):
             styles = [styles]
+        styles = list(styles)
         factor = self.downsample_factor
         if content.dim() != 4 or content.shape[1] != 3 or content.shape[2] % factor or content.shape[3] % factor:
             raise ValueError(f"content must be (N, 3, H, W) with H and W multiples of {factor}, got {tuple(content.shape)}")
@@ -211,13 +227,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
                     f"style {i + 1} has a batch of {style.shape[0]} but the content has {content.shape[0]}; "
                     "pass one style per content image or a single style for all"
                 )
-        content_features = self.encode_content(content)
-        style_features = [self.encode_content(s) for s in styles]
-        target = self.transform(content_features, style_features, weights, alpha, masks, method)
-        images = self.decode(target)
-        if not return_dict:
-            return images, target, content_features
-        return HybridStyleOutput(images=images, target_features=target, content_features=content_features)
+        return styles
 
     # ---- the image-level API -------------------------------------------------------------------------------------
 
@@ -337,19 +347,23 @@ class HybridStyle(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs) -> HybridStyle:
-        """Load from a local folder or a Hub repo id; with no argument, the default model bundled in the package.
+        """Load from a local folder, a Hub repo id or a bundled model's name; with no argument, the default model.
 
-        Only safetensors weights are read (never pickle). Works offline (``HF_HUB_OFFLINE=1``) for folders and for
-        Hub ids already in the cache. Other keyword arguments are those of ``diffusers.ModelMixin.from_pretrained``
-        (``torch_dtype``, ``revision``, ``cache_dir``, ...).
+        ``HybridStyle.from_pretrained`` loads any model of the family and returns its own class (a folder saved from
+        :class:`~hybridstyle.HybridStyleFast` gives a ``HybridStyleFast``); a subclass loads only its own models.
+        Bundled names: ``"hybridstyle-fast"``, ``"hybridstyle-base"``. Only safetensors weights are read (never
+        pickle). Works offline (``HF_HUB_OFFLINE=1``) for folders, bundled models and Hub ids already in the cache.
+        Other keyword arguments are those of ``diffusers.ModelMixin.from_pretrained`` (``torch_dtype``,
+        ``revision``, ``cache_dir``, ...).
         """
-        if pretrained_model_name_or_path is None:
-            if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
+        name = DEFAULT_MODEL if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
+        if name in BUNDLED_MODELS and not os.path.isdir(name):
+            if not (WEIGHTS_DIR / name / WEIGHTS_NAME).is_file():
                 raise FileNotFoundError(
-                    f"the default hybridstyle-base weights are not bundled in this install ({DEFAULT_MODEL_DIR}); "
+                    f"the {name} weights are not bundled in this install ({WEIGHTS_DIR / name}); "
                     "pass a model folder or Hub id, or train one with scripts/train.py"
                 )
-            pretrained_model_name_or_path = DEFAULT_MODEL_DIR
+            pretrained_model_name_or_path = WEIGHTS_DIR / name
         path = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
         if not os.path.isdir(path) and _looks_like_local_path(path):
             # Otherwise it would be taken for a Hub id and reported as a connection problem for a simple typo.
@@ -374,7 +388,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
         class_name = config["_class_name"]
         if class_name != cls.__name__:
-            raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
+            saved_class = _family().get(class_name)
+            if saved_class is None or not issubclass(saved_class, cls):
+                raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
+            return saved_class.from_pretrained(path, **kwargs)
         _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
         kwargs.setdefault("use_safetensors", True)
         try:
@@ -413,6 +430,13 @@ class HybridStyle(ModelMixin, ConfigMixin):
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, model_card=model_card, **save_kwargs)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+
+
+def _family() -> dict[str, type[HybridStyle]]:
+    """The model classes of the HybridStyle family by their saved ``_class_name``."""
+    from .modeling_hybridstyle_fast import HybridStyleFast
+
+    return {c.__name__: c for c in (HybridStyle, HybridStyleFast)}
 
 
 def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) -> str:

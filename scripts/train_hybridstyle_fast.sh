@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Rebuild hybridstyle-fast as shipped: the training set, then each training stage continued from the previous one.
+#
+#     bash scripts/train_hybridstyle_fast.sh            # then: python scripts/export_model.py runs/fast --name hybridstyle-fast
+#
+# Each stage is the same scripts/train.py run with --resume_from_checkpoint latest, so the script can be stopped
+# (Ctrl-C saves a checkpoint) and started again at any point: finished stages return at once. The stage boundaries
+# and settings are the ones the shipped model was trained with (model_card_fast.md, "Training procedure").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+OUT=${OUT:-runs/fast}
+
+"$PYTHON" scripts/prepare_data.py --out data/train
+
+stage() {
+  "$PYTHON" -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision bf16 --dynamo_backend no \
+    scripts/train.py --cpu --architecture fast \
+    --content_dir data/train/content --style_dir data/train/style --output_dir "$OUT" \
+    --train_batch_size 8 --mixed_precision bf16 --use_ema --seed 0 \
+    --learning_rate 2e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
+    --adv_weight 0.05 --gan_loss lsgan --adv_start_step 1000 \
+    --checkpointing_steps 250 --checkpoints_total_limit 3 --validation_steps 250 \
+    --resume_from_checkpoint latest "$@"
+}
+
+# 1. From scratch: the light model learns to reconstruct (identity) and to paint at once; crops from images scaled to
+#    a short side of 128-384 px, so strokes have the size they have when the model is used at 512 px.
+stage --resolution 128 --max_crop_scale 3 --style_weight 15 --identity_weight 10 --max_train_steps 20000
