@@ -36,6 +36,11 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 VGG19_CHANNELS = (64, 128, 256, 512)
 VGG19_LAYERS_PER_BLOCK = (2, 2, 4, 1)  # convs used per block up to relu4_1
 MIN_SIDE = 16
+# Automatic tiling: contents whose long side exceeds AUTO_TILE_ABOVE are stylized in tiles of AUTO_TILE pixels.
+AUTO_TILE = 1024
+AUTO_TILE_ABOVE = 2048
+
+StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
 
 
 class VGGEncoder(nn.Module):
@@ -147,40 +152,73 @@ class HybridStyle(ModelMixin, ConfigMixin):
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         return self.decoder(features)
 
+    # The style transform acts on a list of feature levels: base transforms relu4_1 only; HybridStyleFast overrides
+    # these two methods to transform (and decode from) every level of its encoder.
+    def feature_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps the style transform acts on, finest first."""
+        return [self.encode_content(images)]
+
+    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Images of ``size`` from (transformed) :meth:`feature_levels`."""
+        return self.decode(levels[-1])
+
     def transform(
         self,
         content_features: torch.Tensor,
-        style_features: Sequence[torch.Tensor],
+        style_features: Sequence[torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
         weights: Sequence[float] | None = None,
         alpha: float = 1.0,
         masks: torch.Tensor | None = None,
         method: str = "adain",
+        content_stats: StyleStats | Sequence[StyleStats] | None = None,
     ) -> torch.Tensor:
         """Feature-space style transfer with fusion, region masks and the content/style trade-off.
 
         Parameters:
-            content_features: relu4_1 of the content ``(N, C, h, w)``.
-            style_features: relu4_1 of each style, each ``(N or 1, C, h', w')``.
+            content_features: one level of the content's features ``(N, C, h, w)``.
+            style_features: each style's features at that level ``(N or 1, C, h', w')``, or their (mean, std)
+                (AdaIN needs only those; WCT needs the features).
             weights: fusion weights, one per style (normalised; ``None`` = equal). Ignored with ``masks``.
             alpha: 1 = full style, 0 = the content's own features.
             masks: ``(N, S, H, W)`` region weights, one channel per style, at any resolution; resized here.
             method: ``"adain"`` (per-channel mean/std) or ``"wct"`` (full covariance, slower).
+            content_stats: the content's (mean, std) to normalise with (with masks: one per region) instead of
+                those of ``content_features``; tiles of a large image and video frames use this to agree.
         """
         if method not in ("adain", "wct"):
             raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
         weights = ops.normalize_weights(weights, len(style_features))
+        if method == "wct" and (content_stats is not None or any(isinstance(s, tuple) for s in style_features)):
+            raise ValueError("method='wct' needs whole feature maps: tiling and video stabilisation work with method='adain'")
+        stats = [s if isinstance(s, tuple) else ops.calc_mean_std(s) for s in style_features] if method == "adain" else []
         if masks is not None:
             masks = ops.normalize_masks(F.interpolate(masks.to(content_features), size=content_features.shape[2:], mode="area"))
             if method == "wct":
                 raise ValueError("region masks work with method='adain'; WCT has no masked form here")
-            stats = [ops.calc_mean_std(s) for s in style_features]
-            target = ops.masked_adain(content_features, stats, masks)
+            target = ops.masked_adain(content_features, stats, masks, content_stats)
         elif method == "adain":
-            stats = ops.fuse_style_stats([ops.calc_mean_std(s) for s in style_features], weights)
-            target = ops.adaptive_instance_normalization(content_features, *stats)
+            target = ops.adaptive_instance_normalization(content_features, *ops.fuse_style_stats(stats, weights),
+                                                         content_stats=content_stats)
         else:
             target = sum(w * ops.whitening_coloring_transform(content_features, s) for w, s in zip(weights, style_features))
         return ops.blend_content(target, content_features, alpha)
+
+    def transform_levels(
+        self,
+        content_levels: Sequence[torch.Tensor],
+        style_levels: Sequence[Sequence[torch.Tensor | StyleStats]],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        masks: torch.Tensor | None = None,
+        method: str = "adain",
+        content_stats: Sequence | None = None,
+    ) -> list[torch.Tensor]:
+        """:meth:`transform` at every level; ``style_levels[k][level]`` and ``content_stats[level]`` per level."""
+        return [
+            self.transform(content, [style[level] for style in style_levels], weights, alpha, masks, method,
+                           None if content_stats is None else content_stats[level])
+            for level, content in enumerate(content_levels)
+        ]
 
     def forward(
         self,
@@ -195,17 +233,16 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """Batched, differentiable stylization of RGB tensors in [0, 1].
 
         Parameters:
-            content: ``(N, 3, H, W)``; H and W must be multiples of the encoder's downsampling (8 for VGG19).
+            content: ``(N, 3, H, W)``; H and W must be multiples of ``downsample_factor`` (8 for VGG19).
             styles: one tensor ``(N or 1, 3, H', W')`` or a list of them (fused by ``weights`` or ``masks``).
         """
         styles = self._check_inputs(content, styles)
-        content_features = self.encode_content(content)
-        style_features = [self.encode_content(s) for s in styles]
-        target = self.transform(content_features, style_features, weights, alpha, masks, method)
-        images = self.decode(target)
+        content_levels = self.feature_levels(content)
+        targets = self.transform_levels(content_levels, [self.feature_levels(s) for s in styles], weights, alpha, masks, method)
+        images = self.decode_levels(targets, tuple(content.shape[2:]))
         if not return_dict:
-            return images, target, content_features
-        return HybridStyleOutput(images=images, target_features=target, content_features=content_features)
+            return images, targets[-1], content_levels[-1]
+        return HybridStyleOutput(images=images, target_features=targets[-1], content_features=content_levels[-1])
 
     def _check_inputs(self, content: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The styles as a list, after checking shapes: wrong ones would broadcast silently into nonsense."""
@@ -218,7 +255,6 @@ class HybridStyle(ModelMixin, ConfigMixin):
         if not styles:
             raise ValueError("pass at least one style tensor")
         for i, style in enumerate(styles):
-            # Without this check a (3, H, W) or 1-channel style broadcasts silently into nonsense statistics.
             if not isinstance(style, torch.Tensor) or style.dim() != 4 or style.shape[1] != 3:
                 shape = tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__
                 raise ValueError(f"style {i + 1} must be an RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
@@ -228,6 +264,86 @@ class HybridStyle(ModelMixin, ConfigMixin):
                     "pass one style per content image or a single style for all"
                 )
         return styles
+
+    # ---- large images: statistics and stylization tile by tile ---------------------------------------------------
+
+    @torch.no_grad()
+    def feature_statistics(self, images: torch.Tensor, masks: torch.Tensor | None = None, tile: int | None = None) -> list:
+        """(mean, std) of every level of :meth:`feature_levels`, measured tile by tile (memory bounded by ``tile``).
+
+        Parameters:
+            images: ``(N, 3, H, W)`` in [0, 1], H and W multiples of ``downsample_factor``.
+            masks: optional ``(N, S, H, W)`` region weights; then each level holds one (mean, std) per region.
+            tile: tile side in pixels (``None``: the whole image at once).
+
+        Returns:
+            per level, ``(mean, std)`` shaped ``(N, C, 1, 1)``, or with ``masks`` a list of them, one per region.
+        """
+        totals: list[list[torch.Tensor]] | None = None
+        for box, core in self._tiles(images.shape[2], images.shape[3], tile):
+            levels = self.feature_levels(_crop(images, box))
+            region = None if masks is None else _crop(masks, box).to(images.dtype)
+            per_level = []
+            for feat in levels:
+                scale = feat.shape[2] / (box[1] - box[0])
+                inner = _crop(feat, _scale_box(_relative(core, box), scale))
+                if region is None:
+                    per_level.append([ops.feature_moments(inner)])
+                else:
+                    small = F.interpolate(region, size=feat.shape[2:], mode="area")
+                    small = _crop(small, _scale_box(_relative(core, box), scale))
+                    per_level.append([ops.feature_moments(inner, small[:, i : i + 1]) for i in range(small.shape[1])])
+            totals = per_level if totals is None else [[a + b for a, b in zip(t, p)] for t, p in zip(totals, per_level)]
+        stats = [[ops.moments_to_mean_std(m) for m in level] for level in totals]
+        return [level if masks is not None else level[0] for level in stats]
+
+    def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        """(padded box, core box) pairs as (top, bottom, left, right): cores cover the image without overlap; each
+        padded box adds a margin of context (aligned to ``downsample_factor``) so features at a core's edge are the
+        ones the whole image would give."""
+        if tile is None or (height <= tile and width <= tile):
+            return [((0, height, 0, width), (0, height, 0, width))]
+        factor = self.downsample_factor
+        margin = _align(tile // 4, factor)
+        boxes = []
+        for top in range(0, height, tile):
+            for left in range(0, width, tile):
+                core = (top, min(top + tile, height), left, min(left + tile, width))
+                padded = (max(0, core[0] - margin), min(height, core[1] + margin),
+                          max(0, core[2] - margin), min(width, core[3] + margin))
+                boxes.append((padded, core))
+        return boxes
+
+    @torch.no_grad()
+    def _stylize_tiled(
+        self,
+        content: torch.Tensor,
+        style_levels: Sequence[Sequence[StyleStats]],
+        weights: Sequence[float] | None,
+        alpha: float,
+        masks: torch.Tensor | None,
+        tile: int,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Stylize ``content`` (1, 3, H, W) tile by tile with the whole image's content statistics (so the tiles agree),
+        blending overlapping tiles with linear ramps (so no seam shows); returns float32 on the CPU."""
+        from tqdm.auto import tqdm
+
+        height, width = content.shape[2:]
+        content_stats = self.feature_statistics(content, masks, tile)
+        out = torch.zeros(1, 3, height, width)
+        total_weight = torch.zeros(1, 1, height, width)
+        margin = _align(tile // 4, self.downsample_factor)
+        for box, _ in tqdm(self._tiles(height, width, tile), desc="tiles", disable=not progress, leave=False):
+            crop = _crop(content, box)
+            region = None if masks is None else _crop(masks, box)
+            targets = self.transform_levels(self.feature_levels(crop), style_levels, weights, alpha, region,
+                                            content_stats=content_stats)
+            image = self.decode_levels(targets, tuple(crop.shape[2:])).float().cpu()
+            ramp = _blend_window(box, (height, width), 2 * margin)
+            out[..., box[0] : box[1], box[2] : box[3]] += image * ramp
+            total_weight[..., box[0] : box[1], box[2] : box[3]] += ramp
+        return out / total_weight
 
     # ---- the image-level API -------------------------------------------------------------------------------------
 
@@ -243,7 +359,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
         mask_blur: float = 0.02,
         style_scale: float = 1.0,
         method: str = "adain",
-        max_size: int = 2048,
+        max_size: int = 8192,
+        tile: int | None = None,
+        progress: bool = False,
     ) -> Image.Image:
         """Paint ``content`` in the style of one or several images and return a PIL image of the content's size.
 
@@ -257,8 +375,12 @@ class HybridStyle(ModelMixin, ConfigMixin):
             mask_blur: softness of mask edges as a fraction of the image's long side.
             style_scale: the size at which styles are read, relative to the content; larger gives finer strokes.
             method: ``"adain"`` or ``"wct"``.
-            max_size: largest accepted long side of the content in pixels; raise it for big images (memory grows
-                with the area).
+            max_size: largest accepted long side of the content in pixels.
+            tile: tile side in pixels for large images: memory then grows with the tile, not the image, and the tiles
+                share the whole image's statistics so no seam shows. ``None`` tiles automatically (tiles of
+                ``AUTO_TILE`` pixels when the content's long side exceeds ``AUTO_TILE_ABOVE``); ``0`` never tiles.
+                Tiling needs ``method="adain"``.
+            progress: show a progress bar over the tiles.
         """
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:
@@ -271,6 +393,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"mask_blur must be >= 0 (a fraction of the image's long side, 0 = hard edges), got {mask_blur}")
         if method not in ("adain", "wct"):
             raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
+        factor = self.downsample_factor
+        if tile is not None and tile != 0 and (tile < 4 * factor or tile % factor):
+            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile}")
         content_image = load_image(content, "content")
         width, height = content_image.size
         if max(width, height) > max_size:
@@ -285,9 +410,12 @@ class HybridStyle(ModelMixin, ConfigMixin):
         weights = ops.normalize_weights(weights, len(styles)) if masks is None else None
         if masks is not None and len(masks) != len(styles):
             raise ValueError(f"got {len(masks)} masks for {len(styles)} styles; pass one mask per style")
+        if tile is None:
+            tile = AUTO_TILE if max(width, height) > AUTO_TILE_ABOVE and method == "adain" else 0
+        elif tile and method != "adain":
+            raise ValueError("tiling needs method='adain' (WCT whitens each tile differently); pass tile=0")
 
         device, dtype = self.device, self.dtype
-        factor = self.downsample_factor
         work_w, work_h = (max(factor, round(s / factor) * factor) for s in (width, height))
         content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
         style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
@@ -300,7 +428,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
             blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
             mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False).to(device, dtype)
 
-        images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
+        if tile and (work_h > tile or work_w > tile):
+            style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
+            images = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress)
+        else:
+            images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
         result = tensor_to_pil(images.float().clamp(0, 1))
         if result.size != (width, height):
             result = result.resize((width, height), Image.LANCZOS)
@@ -430,6 +562,37 @@ class HybridStyle(ModelMixin, ConfigMixin):
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, model_card=model_card, **save_kwargs)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+
+
+def _align(value: int, factor: int) -> int:
+    return max(factor, value // factor * factor)
+
+
+def _crop(tensor: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    return tensor[..., box[0] : box[1], box[2] : box[3]]
+
+
+def _relative(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return (inner[0] - outer[0], inner[1] - outer[0], inner[2] - outer[2], inner[3] - outer[2])
+
+
+def _scale_box(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
+    return tuple(round(v * scale) for v in box)
+
+
+def _blend_window(box: tuple[int, int, int, int], size: tuple[int, int], ramp: int) -> torch.Tensor:
+    """Weights ``(1, 1, h, w)`` of one padded tile: linear ramps over ``ramp`` pixels on the sides that overlap another
+    tile (not on the image's own borders), so overlapping tiles cross-fade and their weights sum to one."""
+    def profile(start: int, stop: int, full: int) -> torch.Tensor:
+        position = torch.arange(start, stop, dtype=torch.float32) + 0.5
+        weight = torch.ones(stop - start)
+        if start > 0:
+            weight = torch.minimum(weight, (position - start) / ramp)
+        if stop < full:
+            weight = torch.minimum(weight, (stop - position) / ramp)
+        return weight.clamp_min(1e-3)
+
+    return (profile(box[0], box[1], size[0])[:, None] * profile(box[2], box[3], size[1])[None, :])[None, None]
 
 
 def _family() -> dict[str, type[HybridStyle]]:

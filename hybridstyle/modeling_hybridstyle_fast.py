@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from .modeling_hybridstyle import HybridStyle, HybridStyleOutput
+from .modeling_hybridstyle import HybridStyle
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -84,11 +84,11 @@ class HybridStyleFast(HybridStyle):
     masks and style scale; ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``).
 
     Parameters:
-        block_out_channels (`tuple[int]`, defaults to `(32, 64, 128)`):
+        block_out_channels (`tuple[int]`, defaults to `(16, 32, 64, 128)`):
             Channels of each encoder level; level ``i`` has ``1 / 2**(i+1)`` of the input's resolution.
-        encoder_bottleneck_layers (`int`, defaults to 1):
+        encoder_bottleneck_layers (`int`, defaults to 2):
             Extra 3x3 convs at the coarsest encoder level.
-        decoder_bottleneck_layers (`int`, defaults to 2):
+        decoder_bottleneck_layers (`int`, defaults to 4):
             3x3 convs at the coarsest decoder level, before upsampling.
         loss_network (`str`, defaults to `"vgg19-caffe-imagenet"`):
             The network the training losses were computed with (metadata only; not needed at inference).
@@ -97,9 +97,9 @@ class HybridStyleFast(HybridStyle):
     @register_to_config
     def __init__(
         self,
-        block_out_channels: tuple[int, ...] = (32, 64, 128),
-        encoder_bottleneck_layers: int = 1,
-        decoder_bottleneck_layers: int = 2,
+        block_out_channels: tuple[int, ...] = (16, 32, 64, 128),
+        encoder_bottleneck_layers: int = 2,
+        decoder_bottleneck_layers: int = 4,
         loss_network: str = "vgg19-caffe-imagenet",
     ):
         ModelMixin.__init__(self)  # not HybridStyle.__init__: that builds VGG19
@@ -116,44 +116,9 @@ class HybridStyleFast(HybridStyle):
     def encode_content(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode(images)[-1]
 
-    def decode(self, features: Sequence[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Images of ``size`` (default: twice the finest level's) from the (stylized) features of every level."""
-        return self.decoder(features, size or tuple(2 * s for s in features[0].shape[2:]))
+    def feature_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every level is stylized: the fine levels carry strokes and edges, the coarse ones colour and layout."""
+        return self.encode(images)
 
-    def transform_levels(
-        self,
-        content_features: Sequence[torch.Tensor],
-        style_features: Sequence[Sequence[torch.Tensor]],
-        weights: Sequence[float] | None = None,
-        alpha: float = 1.0,
-        masks: torch.Tensor | None = None,
-        method: str = "adain",
-    ) -> list[torch.Tensor]:
-        """:meth:`HybridStyle.transform` at every level: ``style_features[k][level]`` is style ``k``'s features."""
-        return [
-            self.transform(content, [style[level] for style in style_features], weights, alpha, masks, method)
-            for level, content in enumerate(content_features)
-        ]
-
-    def forward(
-        self,
-        content: torch.Tensor,
-        styles: torch.Tensor | Sequence[torch.Tensor],
-        weights: Sequence[float] | None = None,
-        alpha: float = 1.0,
-        masks: torch.Tensor | None = None,
-        method: str = "adain",
-        return_dict: bool = True,
-    ) -> HybridStyleOutput | tuple:
-        """Batched, differentiable stylization of RGB tensors in [0, 1] (see :meth:`HybridStyle.forward`).
-
-        ``target_features`` and ``content_features`` of the output are those of the coarsest level.
-        """
-        styles = self._check_inputs(content, styles)
-        content_features = self.encode(content)
-        style_features = [self.encode(s) for s in styles]
-        targets = self.transform_levels(content_features, style_features, weights, alpha, masks, method)
-        images = self.decode(targets, content.shape[2:])
-        if not return_dict:
-            return images, targets[-1], content_features[-1]
-        return HybridStyleOutput(images=images, target_features=targets[-1], content_features=content_features[-1])
+    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        return self.decoder(levels, size)

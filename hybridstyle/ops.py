@@ -39,6 +39,7 @@ def adaptive_instance_normalization(
     style_mean: torch.Tensor,
     style_std: torch.Tensor,
     mask: torch.Tensor | None = None,
+    content_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """AdaIN (Huang & Belongie, 2017): give ``content_feat`` the per-channel mean and std of a style.
 
@@ -47,8 +48,10 @@ def adaptive_instance_normalization(
         style_mean, style_std: target statistics ``(N or 1, C, 1, 1)``, e.g. from :func:`calc_mean_std`.
         mask: optional region ``(N, 1, H, W)``; the content's statistics are then measured inside it, so the
             region (not the whole image) is what gets the style's statistics.
+        content_stats: the content's (mean, std) to normalise with instead of measuring ``content_feat``: those of
+            the whole image when ``content_feat`` is one tile of it, or smoothed over video frames.
     """
-    content_mean, content_std = calc_mean_std(content_feat, mask)
+    content_mean, content_std = content_stats if content_stats is not None else calc_mean_std(content_feat, mask)
     return (content_feat - content_mean) / content_std * style_std + style_mean
 
 
@@ -206,6 +209,7 @@ def masked_adain(
     content_feat: torch.Tensor,
     style_stats: Sequence[tuple[torch.Tensor, torch.Tensor]],
     masks: torch.Tensor,
+    content_stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """Region-wise AdaIN: style ``i`` paints where ``masks[:, i]`` is high, with soft blending at the borders.
 
@@ -213,11 +217,34 @@ def masked_adain(
         content_feat: ``(N, C, H, W)``.
         style_stats: one (mean, std) per style.
         masks: ``(N, S, H, W)`` per-pixel weights at feature resolution that sum to one (:func:`normalize_masks`).
+        content_stats: optional (mean, std) of the content inside each region, measured elsewhere (whole image).
     """
     if masks.shape[1] != len(style_stats):
         raise ValueError(f"got {masks.shape[1]} masks for {len(style_stats)} styles; pass one mask per style")
     out = torch.zeros_like(content_feat)
     for i, (mean, std) in enumerate(style_stats):
         region = masks[:, i : i + 1]
-        out = out + region * adaptive_instance_normalization(content_feat, mean, std, mask=region)
+        own = content_stats[i] if content_stats is not None else None
+        out = out + region * adaptive_instance_normalization(content_feat, mean, std, mask=region, content_stats=own)
     return out
+
+
+def feature_moments(feat: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel (weight, weighted sum, weighted sum of squares), shaped ``(3, N, C)`` in float64.
+
+    Moments add up: summing them over the tiles of an image and passing the total to :func:`moments_to_mean_std`
+    gives the statistics of the whole image without holding all of its features in memory.
+    """
+    feat = feat.double()
+    weight = torch.ones_like(feat[:, :1]) if mask is None else mask.double()
+    total = weight.sum(dim=(2, 3)).expand(-1, feat.shape[1])
+    return torch.stack([total, (feat * weight).sum(dim=(2, 3)), (feat.square() * weight).sum(dim=(2, 3))])
+
+
+def moments_to_mean_std(moments: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) shaped ``(N, C, 1, 1)`` from summed :func:`feature_moments`, as :func:`calc_mean_std` gives."""
+    total, first, second = moments
+    total = total.clamp_min(eps)
+    mean = first / total
+    var = (second / total - mean.square()).clamp_min(0)
+    return mean[..., None, None].float(), (var + eps).sqrt()[..., None, None].float()

@@ -439,7 +439,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 base_channels=args.discriminator_channels, num_layers=args.discriminator_layers + i,
                 num_scales=args.discriminator_scales,
             ))
-    ema = EMAModel(generator_of(model).parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3) if args.use_ema else None
+    ema = None
+    if args.use_ema:
+        ema = EMAModel(generator_of(model).parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -547,7 +549,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                     batch_content, batch_style = content, style
                     if args.identity_weight:
                         batch_content, batch_style = torch.cat([content, content, style]), torch.cat([style, content, style])
-                    outputs = generator(batch_content, batch_style, return_dict=False)[0]  # accelerate cannot rebuild the dataclass
+                    # return_dict=False: accelerate's output conversion cannot rebuild the output dataclass.
+                    outputs = generator(batch_content, batch_style, return_dict=False)[0]
                     images, identity = outputs[: len(content)], outputs[len(content):]
                 else:
                     images = generator(target)

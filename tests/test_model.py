@@ -203,13 +203,18 @@ def test_from_pretrained_hub_id_offline_and_not_cached(tmp_path, offline) -> Non
 
 
 def test_from_pretrained_without_argument_and_without_bundled_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match="hybridstyle-base weights are not bundled.*pass a model folder or Hub id"):
+    monkeypatch.setattr(modeling_hybridstyle, "WEIGHTS_DIR", tmp_path)
+    default = modeling_hybridstyle.DEFAULT_MODEL
+    with pytest.raises(FileNotFoundError, match=f"{default} weights are not bundled.*pass a model folder or Hub id"):
         HybridStyle.from_pretrained()
+    with pytest.raises(FileNotFoundError, match="hybridstyle-base weights are not bundled"):
+        HybridStyle.from_pretrained("hybridstyle-base")
 
 
 def test_from_pretrained_without_argument_uses_default_dir(saved_tiny: Path, tiny_model, monkeypatch, offline) -> None:
-    monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL_DIR", saved_tiny)
+    monkeypatch.setattr(modeling_hybridstyle, "WEIGHTS_DIR", saved_tiny.parent)
+    monkeypatch.setattr(modeling_hybridstyle, "DEFAULT_MODEL", saved_tiny.name)
+    monkeypatch.setattr(modeling_hybridstyle, "BUNDLED_MODELS", (saved_tiny.name,))
     loaded = HybridStyle.from_pretrained()
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
