@@ -41,6 +41,7 @@ AUTO_TILE = 1024
 AUTO_TILE_ABOVE = 2048
 
 StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
+Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
 
 
 class VGGEncoder(nn.Module):
@@ -297,7 +298,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         stats = [[ops.moments_to_mean_std(m) for m in level] for level in totals]
         return [level if masks is not None else level[0] for level in stats]
 
-    def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[Box, Box]]:
         """(padded box, core box) pairs as (top, bottom, left, right): cores cover the image without overlap; each
         padded box adds a margin of context (aligned to ``downsample_factor``) so features at a core's edge are the
         ones the whole image would give."""
@@ -568,19 +569,19 @@ def _align(value: int, factor: int) -> int:
     return max(factor, value // factor * factor)
 
 
-def _crop(tensor: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+def _crop(tensor: torch.Tensor, box: Box) -> torch.Tensor:
     return tensor[..., box[0] : box[1], box[2] : box[3]]
 
 
-def _relative(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def _relative(inner: Box, outer: Box) -> Box:
     return (inner[0] - outer[0], inner[1] - outer[0], inner[2] - outer[2], inner[3] - outer[2])
 
 
-def _scale_box(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
+def _scale_box(box: Box, scale: float) -> Box:
     return tuple(round(v * scale) for v in box)
 
 
-def _blend_window(box: tuple[int, int, int, int], size: tuple[int, int], ramp: int) -> torch.Tensor:
+def _blend_window(box: Box, size: tuple[int, int], ramp: int) -> torch.Tensor:
     """Weights ``(1, 1, h, w)`` of one padded tile: linear ramps over ``ramp`` pixels on the sides that overlap another
     tile (not on the image's own borders), so overlapping tiles cross-fade and their weights sum to one."""
     def profile(start: int, stop: int, full: int) -> torch.Tensor:
