@@ -1,0 +1,203 @@
+"""HybridStyleFast (the light model) and the family-wide features it brought: loading by class and name, tiling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG, ModelTesterMixin, make_image, make_texture
+from PIL import Image
+
+from hybridstyle import HybridStyle, HybridStyleFast, ops
+from hybridstyle import modeling_hybridstyle as modeling
+
+TINY_FAST = {"block_out_channels": (4, 8, 16), "encoder_bottleneck_layers": 1, "decoder_bottleneck_layers": 1}
+
+
+@pytest.fixture
+def fast_model() -> HybridStyleFast:
+    torch.manual_seed(0)
+    return HybridStyleFast(**TINY_FAST).eval()
+
+
+class TestHybridStyleFastModel(ModelTesterMixin):
+    model_class = HybridStyleFast
+
+    def init_kwargs(self) -> dict:
+        return dict(TINY_FAST)
+
+    def inputs(self) -> dict:
+        g = torch.Generator().manual_seed(0)
+        return {"content": torch.rand(2, 3, 32, 48, generator=g), "styles": [torch.rand(1, 3, 40, 24, generator=g)]}
+
+    def test_levels_and_output_shapes(self) -> None:
+        model = self.make_model()
+        assert model.downsample_factor == 8
+        levels = model.feature_levels(torch.rand(1, 3, 32, 48))
+        assert [tuple(f.shape) for f in levels] == [(1, 4, 16, 24), (1, 8, 8, 12), (1, 16, 4, 6)]
+        out = model(**self.inputs())
+        assert out.images.shape == (2, 3, 32, 48)
+        assert out.target_features.shape == out.content_features.shape == (2, 16, 4, 6)
+        # Every part is trained (VGG19 is only the loss network, not in the model).
+        assert all(p.requires_grad for p in model.parameters())
+        assert not any("vgg" in name or "block1_conv1" in name for name in model.state_dict())
+
+    def test_style_with_itself_is_alpha_zero(self) -> None:
+        # AdaIN with an image's own statistics is the identity at every level, so "stylize the content with itself"
+        # (what the identity loss trains) is exactly the alpha=0 reconstruction that users get.
+        model = self.make_model()
+        content = self.inputs()["content"]
+        with torch.no_grad():
+            itself = model(content, content).images
+            alpha0 = model(content, torch.rand(1, 3, 16, 16), alpha=0.0).images
+        torch.testing.assert_close(itself, alpha0, atol=1e-4, rtol=1e-4)
+
+    def test_invalid_layout(self) -> None:
+        with pytest.raises(ValueError, match="at least 2 levels"):
+            HybridStyleFast(block_out_channels=(8,))
+
+
+# ---- one family: loading by saved class and by bundled name -----------------------------------------------------
+
+
+def test_hybridstyle_from_pretrained_returns_the_saved_class(tmp_path: Path, fast_model, offline) -> None:
+    fast_model.save_pretrained(tmp_path / "fast")
+    loaded = HybridStyle.from_pretrained(tmp_path / "fast")
+    assert type(loaded) is HybridStyleFast
+    content, style = make_image(40, 32), make_texture(32, 32)
+    assert np.array_equal(np.asarray(loaded.stylize(content, style)), np.asarray(fast_model.stylize(content, style)))
+    assert json.loads((tmp_path / "fast" / "config.json").read_text())["_class_name"] == "HybridStyleFast"
+
+
+def test_subclass_does_not_load_a_base_model(tmp_path: Path, offline) -> None:
+    HybridStyle(**TINY_CONFIG).save_pretrained(tmp_path / "base")
+    with pytest.raises(ValueError, match="holds a HybridStyle model, not a HybridStyleFast; load it with its own class"):
+        HybridStyleFast.from_pretrained(tmp_path / "base")
+
+
+def test_bundled_names_load_offline(tmp_path: Path, fast_model, monkeypatch, offline) -> None:
+    fast_model.save_pretrained(tmp_path / "hybridstyle-fast")
+    monkeypatch.setattr(modeling, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path.parent)  # a same-named folder in the working directory would win; not here
+    assert type(HybridStyle.from_pretrained("hybridstyle-fast")) is HybridStyleFast
+    with pytest.raises(FileNotFoundError, match="hybridstyle-base weights are not bundled"):
+        HybridStyle.from_pretrained("hybridstyle-base")
+
+
+# ---- the image-level API on the light model ----------------------------------------------------------------------
+
+
+def test_fast_stylize_options(fast_model) -> None:
+    content, styles = make_image(70, 50), [make_texture(48, 48, seed=1), make_texture(40, 56, seed=2)]
+    one = np.asarray(fast_model.stylize(content, styles[0]), dtype=np.float64)
+    other = np.asarray(fast_model.stylize(content, styles[1]), dtype=np.float64)
+    fused = np.asarray(fast_model.stylize(content, styles, weights=[0.5, 0.5]), dtype=np.float64)
+    assert one.shape == (50, 70, 3)
+    # The fusion differs from both single styles.
+    assert np.abs(fused - one).mean() > 0.1 and np.abs(fused - other).mean() > 0.1
+    weak = np.asarray(fast_model.stylize(content, styles[0], alpha=0.0), dtype=np.float64)
+    assert np.abs(weak - one).mean() > 0.1
+    left = np.zeros((50, 70), np.uint8)
+    left[:, :35] = 255
+    masked = fast_model.stylize(content, styles, masks=[left, 255 - left], mask_blur=0)
+    assert masked.size == (70, 50)
+    assert fast_model.stylize(content, styles[0], method="wct").size == (70, 50)
+    assert fast_model.stylize(content, styles[0], style_scale=2.0).size == (70, 50)
+
+
+# ---- large images: whole-image statistics, tiles, seams ----------------------------------------------------------
+
+
+# Tiles need a margin of context as wide as the encoder's receptive field; the tiny VGG sees further than the tiny fast
+# encoder, hence its larger tile (margin = tile / 4).
+@pytest.mark.parametrize(("family", "tile"), [("fast", 32), ("base", 64)])
+def test_feature_statistics_over_tiles_match_the_whole_image(family: str, tile: int) -> None:
+    torch.manual_seed(0)
+    model = HybridStyleFast(**TINY_FAST) if family == "fast" else HybridStyle(**TINY_CONFIG)
+    images = torch.rand(1, 3, 96, 160)
+    whole = [ops.calc_mean_std(f) for f in model.feature_levels(images)]
+    tiled = model.feature_statistics(images, tile=tile)
+    for (mean, std), (tiled_mean, tiled_std) in zip(whole, tiled, strict=True):
+        torch.testing.assert_close(tiled_mean, mean, atol=2e-3, rtol=2e-2)
+        torch.testing.assert_close(tiled_std, std, atol=2e-3, rtol=2e-2)
+    masks = torch.zeros(1, 2, 96, 160)
+    masks[:, 0, :, :80], masks[:, 1, :, 80:] = 1, 1
+    regions = model.feature_statistics(images, masks=masks, tile=tile)
+    assert len(regions) == len(whole) and all(len(level) == 2 for level in regions)
+
+
+def _seam_ratio(image: np.ndarray, borders: list[int]) -> float:
+    """Mean absolute step between neighbouring columns at tile borders, divided by that elsewhere."""
+    steps = np.abs(np.diff(image.astype(np.float64), axis=1)).mean(axis=(0, 2))
+    at_borders = steps[[b - 1 for b in borders]].mean()
+    return float(at_borders / np.delete(steps, [b - 1 for b in borders]).mean())
+
+
+@pytest.mark.parametrize("family", ["fast", "base"])
+def test_tiled_stylize_matches_whole_image_without_seams(family: str) -> None:
+    torch.manual_seed(0)
+    model = HybridStyleFast(**TINY_FAST).eval() if family == "fast" else HybridStyle(**TINY_CONFIG).eval()
+    content, style = make_image(192, 128, seed=3), make_texture(64, 64)
+    whole = np.asarray(model.stylize(content, style, tile=0), dtype=np.float64)
+    tiled = np.asarray(model.stylize(content, style, tile=64), dtype=np.float64)
+    assert tiled.shape == whole.shape == (128, 192, 3)
+    # Same picture: the tiles share the whole image's statistics, so they agree with the untiled result ...
+    assert np.abs(tiled - whole).mean() < 3.0, np.abs(tiled - whole).mean()
+    # ... and no step shows where tiles meet (borders every 64 px).
+    assert _seam_ratio(tiled, [64, 128]) < 1.5
+
+
+def test_tiling_bounds_feature_memory(fast_model, monkeypatch) -> None:
+    # Every forward of the network sees at most a padded tile, never the whole image.
+    seen: list[tuple[int, int]] = []
+    original = HybridStyleFast.feature_levels
+
+    def recording(self, images):
+        seen.append(tuple(images.shape[2:]))
+        return original(self, images)
+
+    monkeypatch.setattr(HybridStyleFast, "feature_levels", recording)
+    fast_model.stylize(make_image(400, 240), make_texture(64, 64), tile=64)
+    margin = 16
+    assert seen and max(max(s) for s in seen) <= 64 + 2 * margin
+
+
+def test_automatic_tiling_above_the_threshold(fast_model, monkeypatch) -> None:
+    monkeypatch.setattr(modeling, "AUTO_TILE_ABOVE", 100)
+    monkeypatch.setattr(modeling, "AUTO_TILE", 64)
+    calls = []
+    original = HybridStyle._stylize_tiled
+    monkeypatch.setattr(HybridStyle, "_stylize_tiled", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    fast_model.stylize(make_image(96, 64), make_texture(32, 32))
+    assert not calls
+    out = fast_model.stylize(make_image(160, 96), make_texture(32, 32))
+    assert calls and out.size == (160, 96)
+
+
+def test_tiling_with_masks_and_errors(fast_model) -> None:
+    content, styles = make_image(160, 96), [make_texture(48, 48, seed=1), make_texture(48, 48, seed=2)]
+    top = Image.new("L", (160, 96), 0)
+    top.paste(255, (0, 0, 160, 48))
+    out = fast_model.stylize(content, styles, masks=[top, Image.eval(top, lambda v: 255 - v)], tile=64)
+    assert out.size == (160, 96)
+    with pytest.raises(ValueError, match="tiling needs method='adain'"):
+        fast_model.stylize(content, styles[0], method="wct", tile=64)
+    with pytest.raises(ValueError, match="tile must be a multiple of 8 and at least 32"):
+        fast_model.stylize(content, styles[0], tile=50)
+    with pytest.raises(ValueError, match="needs whole feature maps"):
+        fast_model.transform(torch.rand(1, 4, 8, 8), [torch.rand(1, 4, 8, 8)], method="wct",
+                             content_stats=ops.calc_mean_std(torch.rand(1, 4, 8, 8)))
+
+
+def test_content_stats_replace_the_contents_own() -> None:
+    # What tiles and video frames rely on: normalising with given statistics, not the tile's/frame's own.
+    content, style = torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8) * 3
+    own = ops.adaptive_instance_normalization(content, *ops.calc_mean_std(style))
+    given = ops.adaptive_instance_normalization(content, *ops.calc_mean_std(style), content_stats=ops.calc_mean_std(content))
+    torch.testing.assert_close(given, own)
+    shifted = ops.adaptive_instance_normalization(content, *ops.calc_mean_std(style),
+                                                  content_stats=ops.calc_mean_std(content + 1))
+    assert (shifted - own).abs().mean() > 0.5
