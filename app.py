@@ -18,10 +18,12 @@ API (gradio_client), endpoint ``/stylize``::
 import csv
 import math
 import os
+import re
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,9 @@ import gradio as gr
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from hybridstyle import HybridStyle
+from hybridstyle import HybridStyle, ops
 from hybridstyle.image_io import ImageLoadError, load_image, load_mask
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "hybridstyle" / "examples"
@@ -43,8 +45,69 @@ MAX_FILE_SIZE = "20mb"
 METHODS = ("adain", "wct")
 # Finished PNGs are kept this long for the download link, then removed by the next request.
 OUTPUT_TTL_SECONDS = 3600
+# With one style and a region, the stylized photo is laid over the original through the region mask, blurred by this
+# fraction of the long side (at least 1 px): enough to hide the brush's jagged edge, narrow enough to leave no fog.
+REGION_FEATHER = 0.004
 NO_CONTENT = "Add a content photo first: upload one, paste it, or click an example below."
 NO_STYLE = "Pick at least one style: click an artwork in the gallery or upload your own image into a style slot."
+IMAGE_FORMATS = "use a PNG, JPEG, WebP, BMP or TIFF file"
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How error messages name the inputs and say what to do instead: UI words for visitors, parameter names for
+    API callers (who see no gallery, slots or brush). ``style`` and ``weight`` are formatted with ``n`` (1-based)
+    and ``i`` (0-based)."""
+
+    no_content: str
+    no_style: str
+    content: str
+    style: str
+    weight: str
+    alpha: str
+    size: str
+    style_scale: str
+    all_weights_zero: str
+    rest_weights_zero: str
+    mask: str
+    empty_mask: str
+    mask_proportions: str
+    region_method: str
+
+
+UI_WORDS = Wording(
+    no_content=NO_CONTENT,
+    no_style=NO_STYLE,
+    content="content photo",
+    style="style {n}",
+    weight="weight of style {n}",
+    alpha="Style strength (alpha)",
+    size="Output size",
+    style_scale="Style scale",
+    all_weights_zero="All style weights are 0: raise the weight of at least one style.",
+    rest_weights_zero="The styles for the unpainted area all have weight 0: raise the weight of style 2 (or another one).",
+    mask="region mask",
+    empty_mask="The region mask is empty: paint (white) where the first style should go.",
+    mask_proportions="paint the mask over the content photo (same proportions)",
+    region_method="Region styles with several styles work with the AdaIN method; using AdaIN for this image.",
+)
+API_WORDS = Wording(
+    no_content="content is missing: pass the photo to stylize, e.g. content=handle_file('photo.jpg')",
+    no_style="styles is empty: pass at least one style image, e.g. styles=[handle_file('wave.jpg')]",
+    content="content",
+    style="styles[{i}]",
+    weight="weights[{i}]",
+    alpha="alpha",
+    size="size",
+    style_scale="style_scale",
+    all_weights_zero="weights are all 0: give at least one style a weight above 0, e.g. weights=[1.0, 0.0]",
+    rest_weights_zero="with a mask, styles[1:] paint outside it, but their weights are all 0: give one of them a "
+                      "weight above 0, e.g. weights=[1.0, 1.0]",
+    mask="mask",
+    empty_mask="mask is all black: white marks where styles[0] paints; pass mask=None to stylize the whole image",
+    mask_proportions="pass a mask with the content's proportions (white where styles[0] paints)",
+    region_method="a mask with several styles needs method='adain'; using adain",
+)
 
 
 @dataclass(frozen=True)
@@ -95,9 +158,23 @@ def credits_markdown() -> str:
     )
 
 
+# Folders that hold uploads on the server (Gradio's cache lives under the temp folder unless GRADIO_TEMP_DIR moves it).
+_SERVER_DIRS = [d for d in (tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR")) if d]
+_SERVER_PATH_DIRS = re.compile("|".join(re.escape(d.rstrip("/\\")) + r"[\\/](?:[^\s'\"\\/]*[\\/])*" for d in _SERVER_DIRS))
+# A quoted absolute path, as in image_io's and PIL's messages ("'/tmp/gradio/3f2a/x.jpg' is not an image").
+_QUOTED_PATH_DIRS = re.compile(r"""(?<=['"])(?:[A-Za-z]:)?[\\/](?:[^'"\\/\n]*[\\/])+(?=[^'"\\/\n]*['"])""")
+
+
+def _hide_paths(message: str) -> str:
+    """``message`` with server folders removed from file paths: the file's own name says which upload is meant."""
+    # Quoted paths first: they may hold spaces, which end an unquoted path.
+    return _SERVER_PATH_DIRS.sub("", _QUOTED_PATH_DIRS.sub("", message))
+
+
 def _error(message: str) -> gr.Error:
+    # Every message reaches a visitor or an API caller, who must not learn the server's folders.
     # print_exception=False: these are the visitor's mistakes, not server faults worth a traceback in the logs.
-    return gr.Error(message, print_exception=False)
+    return gr.Error(_hide_paths(message), print_exception=False)
 
 
 def _fit_long_side(width: int, height: int, size: int) -> tuple[int, int]:
@@ -130,11 +207,13 @@ def _parse_weights(weights: Any, count: int) -> list[float]:
         weights = [weights]
     if not isinstance(weights, (list, tuple)) or len(weights) != count:
         raise _error(f"give one weight per style: got {weights!r} for {count} style(s), e.g. weights=[0.7, 0.3]")
-    return [_check_number(w, f"weight {i + 1}", 0, 1e6) for i, w in enumerate(weights)]
+    return [_check_number(w, API_WORDS.weight.format(n=i + 1, i=i), 0, 1e6) for i, w in enumerate(weights)]
 
 
-def _mask_tensor(mask: Image.Image | str, size: tuple[int, int], what: str) -> torch.Tensor:
-    """A painted layer or mask file as an (H, W) tensor in [0, 1] at ``size`` (width, height)."""
+def _mask_tensor(mask: Image.Image | str, size: tuple[int, int], what: str, hint: str = UI_WORDS.mask_proportions
+                 ) -> torch.Tensor:
+    """A painted layer or mask file as an (H, W) tensor in [0, 1] at ``size`` (width, height); ``hint`` says what to
+    do about a mask with other proportions."""
     try:
         if isinstance(mask, Image.Image):
             native = mask.size
@@ -144,27 +223,52 @@ def _mask_tensor(mask: Image.Image | str, size: tuple[int, int], what: str) -> t
         tensor = load_mask(mask, native, what)
     except Image.DecompressionBombError:
         raise _error(f"{what} is too large to open safely; make it the size of the content photo") from None
+    except UnidentifiedImageError:  # PIL's own message only names the file
+        raise _error(f"{what}: {Path(mask).name!r} is not an image PIL can read; {IMAGE_FORMATS}") from None
     except (ImageLoadError, OSError, ValueError) as err:
         raise _error(f"{what}: {err}") from None
     if abs(native[0] / native[1] - size[0] / size[1]) > 0.02:
-        raise _error(f"{what} is {native[0]}x{native[1]} but the content is {size[0]}x{size[1]}: "
-                     "paint the mask over the content photo (same proportions)")
+        raise _error(f"{what} is {native[0]}x{native[1]} but the content is {size[0]}x{size[1]}: {hint}")
     if (native[1], native[0]) != (size[1], size[0]):
         tensor = F.interpolate(tensor[None, None], size=(size[1], size[0]), mode="bilinear", align_corners=False)[0, 0]
     return tensor.clamp(0, 1)
 
 
-def _painted_mask(editor: dict | None, size: tuple[int, int]) -> torch.Tensor | None:
-    """Union of the editor's painted layers (alpha > 0 = painted) at ``size``; None when nothing is painted."""
+def _painted_pixels(editor: dict | None) -> np.ndarray | None:
+    """Union of the editor's painted layers as an (H, W) bool array (alpha > 0 = painted); None without layers."""
     layers = [layer for layer in (editor or {}).get("layers") or [] if layer is not None]
     painted = None
     for layer in layers:
         image = layer if isinstance(layer, Image.Image) else Image.open(layer)
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) > 0
+        alpha = np.asarray(image.convert("RGBA").getchannel("A")) > 0
         painted = alpha if painted is None else painted | alpha
+    return painted
+
+
+def _is_painted(editor: dict | None) -> bool:
+    painted = _painted_pixels(editor)
+    return painted is not None and bool(painted.any())
+
+
+def _painted_mask(editor: dict | None, size: tuple[int, int]) -> torch.Tensor | None:
+    """The editor's painted region as an (H, W) mask at ``size`` (width, height); None when nothing is painted."""
+    painted = _painted_pixels(editor)
     if painted is None or not painted.any():
         return None
     return _mask_tensor(Image.fromarray(painted.astype(np.uint8) * 255), size, "painted region")
+
+
+def _overlay(photo: Image.Image, stylized: Image.Image, mask: torch.Tensor) -> Image.Image:
+    """``stylized`` where ``mask`` is 1, ``photo``'s own pixels where it is 0, blended over a narrow feathered edge.
+
+    Mixing in pixel space, after decoding, is what keeps the unpainted area exactly the photo: a feature-space mask
+    (the model's ``masks``) passes the photo through the decoder, which returns a blurred reconstruction, and its
+    wide blur leaves a foggy band along the edge.
+    """
+    sigma = max(1.0, REGION_FEATHER * max(photo.size))
+    soft = ops.gaussian_blur(mask[None, None].float(), sigma)[0, 0].clamp(0, 1).numpy()[..., None]
+    mixed = np.asarray(photo, np.float32) * (1 - soft) + np.asarray(stylized.convert("RGB"), np.float32) * soft
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
 
 
 def image_upload(label: str, **kwargs: Any) -> gr.Image:
@@ -182,8 +286,7 @@ def image_upload(label: str, **kwargs: Any) -> gr.Image:
         except Image.DecompressionBombError:
             raise _error(f"{label}: the image is too large to open safely; downscale it first") from None
         except (OSError, SyntaxError, ValueError) as err:
-            raise _error(f"{label}: the file could not be read as an image ({type(err).__name__}); "
-                         "use a PNG, JPEG, WebP, BMP or TIFF file") from None
+            raise _error(f"{label}: the file could not be read as an image ({type(err).__name__}); {IMAGE_FORMATS}") from None
 
     component.preprocess = checked_preprocess
     return component
@@ -215,6 +318,7 @@ class StyleApp:
         style_scale: float = 1.0,
         region: torch.Tensor | Image.Image | str | None = None,
         progress: gr.Progress | None = None,
+        wording: Wording = UI_WORDS,
     ) -> tuple[Image.Image, Image.Image, str]:
         """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
 
@@ -227,25 +331,28 @@ class StyleApp:
             method: ``"adain"`` or ``"wct"``.
             style_scale: size styles are read at relative to the result; larger = finer strokes.
             region: where the first style paints (white), as a mask at any resolution with the content's proportions;
-                the other styles, fused by their weights, paint the rest (with one style the rest keeps the photo).
+                the other styles, fused by their weights, paint the rest. With one style the rest is the photo's own
+                pixels: the stylized photo is laid over it through the mask, feathered by ``REGION_FEATHER``.
+            progress: Gradio's progress tracker, if any.
+            wording: how error messages name the inputs (``UI_WORDS`` or ``API_WORDS``).
         """
         report = progress or (lambda *args, **kwargs: None)
         started = time.perf_counter()
         if content is None:
-            raise _error(NO_CONTENT)
+            raise _error(wording.no_content)
         if not styles:
-            raise _error(NO_STYLE)
-        alpha = _check_number(alpha, "Style strength (alpha)", 0, 1)
-        size = int(_check_number(size, "Output size", SIZE_MIN, SIZE_MAX))
-        style_scale = _check_number(style_scale, "Style scale", 0.25, 4)
+            raise _error(wording.no_style)
+        alpha = _check_number(alpha, wording.alpha, 0, 1)
+        size = int(_check_number(size, wording.size, SIZE_MIN, SIZE_MAX))
+        style_scale = _check_number(style_scale, wording.style_scale, 0.25, 4)
         if method not in METHODS:
             raise _error(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        weights = [_check_number(w, f"weight of style {i + 1}", 0, 1e6) for i, (_, w) in enumerate(styles)]
+        weights = [_check_number(w, wording.weight.format(n=i + 1, i=i), 0, 1e6) for i, (_, w) in enumerate(styles)]
 
         report(0.05, desc="Reading images")
         try:
-            photo = _resize_long_side(load_image(content, "content photo"), size)
-            images = [load_image(image, f"style {i + 1}") for i, (image, _) in enumerate(styles)]
+            photo = _resize_long_side(load_image(content, wording.content), size)
+            images = [load_image(image, wording.style.format(n=i + 1, i=i)) for i, (image, _) in enumerate(styles)]
         except ImageLoadError as err:
             raise _error(str(err)) from None
         if min(photo.size) < 16:
@@ -253,34 +360,39 @@ class StyleApp:
 
         mask = None
         if region is not None:
-            mask = region if isinstance(region, torch.Tensor) else _mask_tensor(region, photo.size, "region mask")
+            mask = (region if isinstance(region, torch.Tensor)
+                    else _mask_tensor(region, photo.size, wording.mask, wording.mask_proportions))
             if mask.shape != (photo.height, photo.width):
                 mask = F.interpolate(mask[None, None].float(), size=(photo.height, photo.width), mode="bilinear")[0, 0]
             if float(mask.max()) <= 0:
-                raise _error("The region mask is empty: paint (white) where the first style should go.")
-            if method != "adain":
-                gr.Warning("Region styles work with the AdaIN method; using AdaIN for this image.")
+                raise _error(wording.empty_mask)
+            if method != "adain" and len(images) > 1:
+                gr.Warning(wording.region_method)
                 method = "adain"
 
-        if mask is None:
+        overlay = None
+        if mask is not None and len(images) == 1:
+            # One style in the region: the whole photo is stylized, then laid over the photo through the mask
+            # (_overlay). The painted region asks for style 1, whatever its weight slider says.
+            style_images, fuse, masks, overlay = [images[0]], None, None, mask
+            names = [f"{_title_for(styles[0][0])} in the painted region", "the photo elsewhere"]
+        elif mask is None:
             kept = [(image, w) for image, w in zip(images, weights) if w > 0]
             if not kept:
-                raise _error("All style weights are 0: raise the weight of at least one style.")
+                raise _error(wording.all_weights_zero)
             style_images, fuse = [image for image, _ in kept], [w for _, w in kept]
             masks = None
             total = sum(fuse)
             names = [f"{_title_for(s)} {w / total:.0%}" for (s, _), w in zip(styles, weights) if w > 0]
         else:
             rest = [(image, w) for image, w in zip(images[1:], weights[1:]) if w > 0]
-            if len(images) > 1 and not rest:
-                raise _error("The styles for the unpainted area all have weight 0: raise the weight of style 2 (or another one).")
+            if not rest:
+                raise _error(wording.rest_weights_zero)
             total = sum(w for _, w in rest)
-            # The photo itself as the "style" of the unpainted area keeps it looking like the photo.
-            style_images = [images[0]] + ([image for image, _ in rest] or [photo])
-            masks = [mask] + ([(1 - mask) * (w / total) for _, w in rest] or [1 - mask])
+            style_images = [images[0]] + [image for image, _ in rest]
+            masks = [mask] + [(1 - mask) * (w / total) for _, w in rest]
             fuse = None
-            names = [f"{_title_for(styles[0][0])} in the painted region"]
-            names.append("the rest fused from the other styles" if rest else "the photo elsewhere")
+            names = [f"{_title_for(styles[0][0])} in the painted region", "the rest fused from the other styles"]
 
         report(0.2, desc=f"Stylizing with {len(style_images)} style(s)")
         try:
@@ -290,6 +402,8 @@ class StyleApp:
             )
         except (ValueError, ImageLoadError) as err:
             raise _error(str(err)) from None
+        if overlay is not None:
+            result = _overlay(photo, result, overlay)
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
@@ -380,9 +494,45 @@ class StyleApp:
         return [gr.skip()] * len(slots)
 
     @staticmethod
-    def content_to_editor(content: str | None) -> str | None:
-        """Show the content photo under the region brush."""
-        return content
+    def content_to_editor(content: str | None) -> tuple[str | None, bool]:
+        """Show the content photo under the region brush, and turn regions off: the new photo starts unpainted."""
+        return content, False
+
+    @staticmethod
+    def region_from_painting(editor: dict | None) -> Any:
+        """The editor's input event: painting turns regions on; anything else leaves the checkbox alone.
+
+        The editor also reports input when it merely shows a new photo (with the Region accordion open), so the
+        layers are looked at, not the event: otherwise every upload ticked the box by itself.
+        """
+        return True if _is_painted(editor) else gr.skip()
+
+    @staticmethod
+    def check_upload(payload: dict | None, label: str) -> Any:
+        """An image slot's upload event: an unreadable file is removed at once, with a warning saying why.
+
+        Runs on the raw upload (``preprocess=False``): the slot's own preprocessing would raise before this could
+        clear it, and it only reads the header, so a truncated JPEG would pass until Stylize.
+        """
+        path = (payload or {}).get("path")
+        if not path:
+            return gr.skip()
+        try:
+            load_image(path, label).close()  # decodes every pixel, under the loader's size limit
+        except ImageLoadError as err:
+            gr.Warning(_hide_paths(f"{err}. It was removed: add another file."))
+            return None
+        return gr.skip()
+
+    @staticmethod
+    def busy() -> tuple[dict, str]:
+        """Before a stylization: no second click while it runs, and no status left over from the last run."""
+        return gr.update(interactive=False), ""
+
+    @staticmethod
+    def idle() -> dict:
+        """After a stylization, whether it succeeded or raised: Stylize can be pressed again."""
+        return gr.update(interactive=True)
 
     # ---- the API endpoint ------------------------------------------------------------------------------------------
 
@@ -406,7 +556,7 @@ class StyleApp:
         styles = [s for s in (styles or []) if s]
         weighted = list(zip(styles, _parse_weights(weights, len(styles)))) if styles else []
         region = mask if mask else None
-        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region)[1]
+        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS)[1]
 
 
 THEME = gr.themes.Soft(
@@ -426,6 +576,13 @@ INTRO = """# HybridStyle: paint your photo in the style of artworks
 images: they fill the style slots, and their weights fuse them. **3.** Press **Stylize**. Drag the slider on the result
 to compare it with the photo; the PNG download is lossless. Optional: paint a region so that style 1 goes only there.
 """
+
+
+def _when_done(event: Any, fn: Any, outputs: Any) -> None:
+    # .success() plus .failure() rather than .then(): Gradio 6.31's page does not start a .then() step after a
+    # queued event raises, which left Stylize disabled after every error.
+    event.success(fn, None, outputs, api_visibility="private", queue=False)
+    event.failure(fn, None, outputs, api_visibility="private", queue=False)
 
 
 def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
@@ -485,13 +642,25 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
 
         run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor]
-        run.click(app.run, run_inputs, [result, download, status], api_name="stylize_ui", api_visibility="undocumented",
-                  concurrency_id="stylize")
+        # Stylize is disabled from the click until the run ends, so repeated clicks cannot queue duplicates; the old
+        # status goes at once, so a failed run never shows the previous success.
+        stylizing = run.click(app.busy, None, [run, status], api_visibility="private", queue=False).then(
+            app.run, run_inputs, [result, download, status], api_name="stylize_ui", api_visibility="undocumented",
+            concurrency_id="stylize",
+        )
+        _when_done(stylizing, app.idle, run)
         gallery.select(app.pick_style, slots, slots, api_visibility="private", queue=False)
         clear_styles.click(lambda: [None] * MAX_STYLES, None, slots, api_visibility="private", queue=False)
-        content.change(app.content_to_editor, content, editor, api_visibility="private", queue=False)
+        for upload in (content, *slots):
+            # Queued, because the page showed nothing when an unqueued event raised for a bad upload; without a
+            # concurrency limit, because a check must not wait behind a stylization.
+            upload.upload(partial(app.check_upload, label=upload.label), upload, upload, preprocess=False,
+                          api_visibility="private", concurrency_limit=None, show_progress="hidden")
+        content.change(app.content_to_editor, content, [editor, region_on], api_visibility="private", queue=False)
         # Painting is a clear sign the visitor wants regions; the checkbox still turns them off without erasing.
-        editor.input(lambda: True, None, region_on, api_visibility="private", queue=False)
+        # always_last: a stroke made while an earlier input event is pending must still be looked at.
+        editor.input(app.region_from_painting, editor, region_on, api_visibility="private", queue=False,
+                     trigger_mode="always_last", show_progress="hidden")
 
         photos = {Path(e.path).stem: e.path for e in EXAMPLES["content"]}
         arts = {Path(e.path).stem: e.path for e in EXAMPLES["styles"]}
@@ -509,10 +678,10 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
         )
         # Run after the row is loaded, in the Stylize button's concurrency group: gr.Examples' own run_on_click event
         # would get a slot of its own and run beside a Stylize or API request on the same two cores.
-        examples.load_input_event.then(
-            app.run_example, examples.inputs, [result, download, status], concurrency_id="stylize",
-            api_visibility="private",
-        )
+        example_run = examples.load_input_event.then(app.busy, None, [run, status], api_visibility="private", queue=False)
+        example_run = example_run.then(app.run_example, examples.inputs, [result, download, status],
+                                       concurrency_id="stylize", api_visibility="private")
+        _when_done(example_run, app.idle, run)
         with gr.Accordion("Credits and licences of the example images", open=False):
             gr.Markdown(credits_markdown())
 

@@ -9,6 +9,7 @@ import csv
 import os
 import socket
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -172,16 +173,29 @@ def test_painted_region_gets_style_one_and_the_rest_style_two(style_app, images)
     assert "painted region" in status
 
 
-def test_region_with_one_style_keeps_the_photo_elsewhere(style_app, images):
+@pytest.mark.parametrize("size", [192, 384])
+def test_region_with_one_style_keeps_the_photos_own_pixels_elsewhere(style_app, images, size):
     content, red = images["content"], images["red"]
-    reconstruction = pixels(run(style_app, content, [red], alpha=0.0)[0][1])
-    styled = pixels(run(style_app, content, [red])[0][1])
-    # The editor canvas is at the photo's size; a 128 px output must still get the left half.
-    (_, regional), _, status = run(style_app, content, [red], region_on=True, editor=editor_value(True))
-    regional = pixels(regional)
-    right = slice(112, 192)
-    assert np.abs(regional[:, right] - reconstruction[:, right]).mean() < np.abs(regional[:, right] - styled[:, right]).mean()
+    (photo, styled), _, _ = run(style_app, content, [red], size=size)
+    # The editor canvas is at the photo's size (192x128, left half painted); a 384 px output must still get that half.
+    (_, regional), _, status = run(style_app, content, [red], size=size, region_on=True, editor=editor_value(True))
+    photo, styled, regional = pixels(photo), pixels(styled), pixels(regional)
+    edge, margin = size // 2, round(0.025 * size)  # the blend must fit in 5% of the width: a feather, not a fog band
+    assert np.array_equal(regional[:, edge + margin:], photo[:, edge + margin:])  # the photo itself, not a reconstruction
+    assert np.array_equal(regional[:, : edge - margin], styled[:, : edge - margin])  # the full style inside
+    band = regional[:, edge - margin : edge + margin]
+    between = (band != photo[:, edge - margin : edge + margin]) & (band != styled[:, edge - margin : edge + margin])
+    assert between.any(), "the edge is feathered, not cut"
     assert "the photo elsewhere" in status
+
+
+def test_region_with_one_style_keeps_wct(style_app, images):
+    # One style is laid over the photo after stylizing, so any method works; only mixed styles need AdaIN.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (_, result), _, status = run(style_app, images["content"], [images["noise"]], method="wct", region_on=True,
+                                     editor=editor_value(True))
+    assert "WCT" in status and result.size == (192, 128)
 
 
 def test_region_mask_is_resized_to_the_output(style_app, images):
@@ -228,8 +242,8 @@ def error_message(call) -> str:
         ({"content": "content", "styles": ["red", "blue"], "weights": [0.0, 0.0]}, "All style weights are 0"),
         ({"content": "content", "styles": ["red", "blue"], "weights": [1.0, 0.0], "region_on": True, "paint": True},
          "unpainted area all have weight 0"),
-        ({"content": "not_image", "styles": ["red"]}, "not an image"),
-        ({"content": "truncated", "styles": ["red"]}, "damaged or truncated"),
+        ({"content": "not_image", "styles": ["red"]}, "content photo: 'notes.jpg' is not an image"),
+        ({"content": "truncated", "styles": ["red"]}, "content photo: 'truncated.jpg' is damaged or truncated"),
         ({"content": "content", "styles": ["not_image"]}, "style 1"),
         ({"content": "content", "styles": ["red"], "size": 5000}, "Output size must be between 128 and 1536"),
         ({"content": "content", "styles": ["red"], "alpha": 1.5}, "alpha) must be between 0 and 1"),
@@ -242,7 +256,9 @@ def test_bad_ui_input_raises_a_clear_error(style_app, images, kwargs, expected):
     content = images.get(kwargs.pop("content"))
     styles = [images[name] for name in kwargs.pop("styles")]
     editor = editor_value(True) if kwargs.pop("paint", False) else None
-    assert expected in error_message(lambda: run(style_app, content, styles, editor=editor, **kwargs))
+    message = error_message(lambda: run(style_app, content, styles, editor=editor, **kwargs))
+    assert expected in message
+    assert str(Path(images["content"]).parent) not in message  # the server's folders stay private
 
 
 def test_oversized_image_is_refused(style_app, images, monkeypatch):
@@ -258,7 +274,7 @@ def test_decompression_bomb_mask_file_is_refused(style_app, images, tmp_path):
     bomb = tmp_path / "bomb_mask.png"
     bomb.write_bytes(_png_header_only(20_000, 20_000))  # 400 megapixels in a few bytes: over PIL's own hard limit
     message = error_message(lambda: style_app.api(images["content"], [images["red"]], mask=str(bomb)))
-    assert "region mask" in message and "too large" in message
+    assert message.startswith("mask is too large")
 
 
 def test_app_keeps_working_after_errors(style_app, images):
@@ -289,22 +305,35 @@ def test_api_mask_file_any_resolution(style_app, images):
     assert np.abs(pixels(small) - pixels(full)).mean() < 2  # only resampling differs
 
 
+# Words of the UI that mean nothing to an API caller, who has no gallery, slots, sliders or brush.
+UI_WORDS = ("click", "gallery", "slot", "upload one", "paint (", "paint the mask", "Output size", "Style strength",
+            "content photo", "style 1", "style 2", "raise the weight")
+
+
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
         (lambda a, im: a.api(im["content"], [im["red"]], [1, 2]), "give one weight per style"),
         (lambda a, im: a.api(im["content"], [im["red"]], "a lot"), "must be a number"),
-        (lambda a, im: a.api(im["content"], [im["red"]], [-1]), "weight 1 must be between"),
-        (lambda a, im: a.api(im["content"], None), "Pick at least one style"),
-        (lambda a, im: a.api(None, [im["red"]]), "Add a content photo first"),
-        (lambda a, im: a.api(im["content"], [im["red"]], size=10), "Output size must be between"),
-        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_empty"]), "region mask is empty"),
-        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_square"]), "same proportions"),
-        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["not_image"]), "region mask"),
+        (lambda a, im: a.api(im["content"], [im["red"]], [-1]), "weights[0] must be between"),
+        (lambda a, im: a.api(im["content"], [im["red"], im["blue"]], [1, 0], mask=im["mask"]), "weights are all 0: give one"),
+        (lambda a, im: a.api(im["content"], [im["red"], im["blue"]], [0, 0]), "weights are all 0"),
+        (lambda a, im: a.api(im["content"], None), "styles is empty: pass at least one style image"),
+        (lambda a, im: a.api(None, [im["red"]]), "content is missing: pass the photo"),
+        (lambda a, im: a.api(im["content"], [im["red"]], size=10), "size must be between"),
+        (lambda a, im: a.api(im["content"], [im["red"]], alpha=2), "alpha must be between"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_empty"]), "pass mask=None"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["mask_square"]), "with the content's proportions"),
+        (lambda a, im: a.api(im["content"], [im["red"]], mask=im["not_image"]), "mask: 'notes.jpg' is not an image"),
+        (lambda a, im: a.api(im["not_image"], [im["red"]]), "content: 'notes.jpg' is not an image"),
+        (lambda a, im: a.api(im["content"], [im["red"], im["truncated"]]), "styles[1]: 'truncated.jpg' is damaged"),
     ],
 )
-def test_bad_api_input_raises_a_clear_error(style_app, images, call, expected):
-    assert expected in error_message(lambda: call(style_app, images))
+def test_bad_api_input_raises_a_clear_error_in_api_terms(style_app, images, call, expected):
+    message = error_message(lambda: call(style_app, images))
+    assert expected in message
+    assert not [word for word in UI_WORDS if word in message], message
+    assert str(Path(images["content"]).parent) not in message and tempfile.gettempdir() + "/" not in message
 
 
 # ---- gallery, examples, outputs, model loading ------------------------------------------------------------------------
@@ -319,6 +348,67 @@ def test_gallery_click_fills_the_first_empty_slot():
     with pytest.warns(UserWarning, match="slots are full"):
         updates = pick("a.jpg", "b.jpg", "c.jpg", "d.jpg", select)
     assert third not in updates
+
+
+def is_skip(update) -> bool:
+    return update == gr.skip()
+
+
+def test_only_painting_ticks_the_region_box():
+    # The editor reports input when it merely shows a new photo: that must leave the box alone (it used to tick it).
+    photo_only = {"background": Image.new("RGB", (192, 128)), "layers": [], "composite": Image.new("RGB", (192, 128))}
+    for unpainted in (None, photo_only, editor_value(painted_left=False)):
+        assert is_skip(app.StyleApp.region_from_painting(unpainted))
+    assert app.StyleApp.region_from_painting(editor_value(painted_left=True)) is True
+    # A new photo starts unpainted, so a box ticked by painting the last photo is cleared.
+    assert app.StyleApp.content_to_editor("photo.jpg") == ("photo.jpg", False)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("not_image", "Style 2: 'notes.jpg' is not an image"),
+                                                ("truncated", "Style 2: 'truncated.jpg' is damaged or truncated")])
+def test_unreadable_upload_is_removed_at_once_with_a_warning(images, name, expected):
+    payload = {"path": images[name], "orig_name": Path(images[name]).name}
+    with pytest.warns(UserWarning) as caught:
+        assert app.StyleApp.check_upload(payload, label="Style 2") is None  # None empties the slot
+    message = str(caught[0].message)
+    assert expected in message and "removed" in message and str(Path(images[name]).parent) not in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_skip(app.StyleApp.check_upload({"path": images["content"], "orig_name": "photo.png"}, label="Style 2"))
+
+
+def test_stylize_is_disabled_while_a_job_runs_and_status_is_cleared(tmp_path):
+    demo = app.build_demo(tiny_model(), tmp_path)
+    by_elem_id = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    run_button, status = by_elem_id["run"], by_elem_id["status"]
+    name = lambda f: getattr(f.fn, "__name__", "")  # noqa: E731
+    after = lambda f: [g for g in demo.fns.values() if g.trigger_after == f._id]  # noqa: E731
+    jobs = [f for f in demo.fns.values() if name(f) in ("run", "run_example")]
+    assert sorted(name(f) for f in jobs) == ["run", "run_example"]  # the button and the example rows
+    for job in jobs:
+        busy = demo.fns[job.trigger_after]
+        assert name(busy) == "busy" and not busy.queue, "the button must go grey at once, not after waiting in the queue"
+        assert busy.outputs == [run_button, status]
+        assert busy.fn() == (gr.update(interactive=False), "")  # no old success left beside a new error
+        done = after(job)
+        # Stylize comes back whether the job succeeded or raised.
+        assert [name(f) for f in done] == ["idle", "idle"]
+        assert {(f.trigger_only_on_success, f.trigger_only_on_failure) for f in done} == {(True, False), (False, True)}
+        assert all(f.outputs == [run_button] and f.fn() == gr.update(interactive=True) for f in done)
+
+
+def test_every_image_slot_checks_its_upload_at_once(tmp_path):
+    demo = app.build_demo(tiny_model(), tmp_path)
+    checks = {f.targets[0][0]: f for f in demo.fns.values() if getattr(f.fn, "func", None) is app.StyleApp.check_upload}
+    slots = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) in ("content", "style1", "style2", "style3",
+                                                                                  "style4")]
+    assert sorted(checks) == sorted(b._id for b in slots)
+    for slot in slots:
+        check = checks[slot._id]
+        assert check.targets == [(slot._id, "upload")] and check.outputs == [slot]
+        assert check.fn.keywords == {"label": slot.label}
+        assert check.queue and check.concurrency_limit is None  # queued to show its warning, never behind a job
+        assert not check.preprocess  # the slot's own preprocessing would raise before the slot could be cleared
 
 
 def test_bundled_examples_have_files_and_credits():
@@ -459,6 +549,33 @@ def test_client_gets_clear_errors_and_server_keeps_serving(client, images):
     with pytest.raises(AppError, match="not an image"):
         client.predict(content=handle_file(images["not_image"]), styles=[handle_file(images["red"])], api_name="/stylize")
     assert call_api(client, images["content"], [images["red"]], size=128).size == (128, 85)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"content": "not_image", "styles": ["red"]}, "content: 'notes.jpg' is not an image PIL can read; use PNG"),
+        ({"content": "content", "styles": ["red", "truncated"]}, "styles[1]: 'truncated.jpg' is damaged or truncated"),
+        ({"content": "content", "styles": ["red"], "mask": "not_image"}, "mask: 'notes.jpg' is not an image"),
+        ({"content": "content", "styles": ["red"], "mask": "mask_empty"}, "pass mask=None to stylize the whole image"),
+        ({"content": "content", "styles": []}, "styles is empty: pass at least one style image"),
+    ],
+)
+def test_client_errors_hide_server_paths_and_name_parameters(client, images, inputs, expected):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    files = {"content": handle_file(images[inputs["content"]]), "styles": [handle_file(images[s]) for s in inputs["styles"]]}
+    if "mask" in inputs:
+        files["mask"] = handle_file(images[inputs["mask"]])
+    with pytest.raises(AppError) as info:
+        client.predict(**files, api_name="/stylize")
+    message = str(info.value)
+    assert expected in message
+    # The server saved the upload under its temp folder (e.g. /tmp/gradio/<hash>/notes.jpg): no part of it may leak.
+    assert tempfile.gettempdir() + "/" not in message and "gradio/" not in message
+    assert str(Path(images["content"]).parent) not in message
+    assert not [word for word in UI_WORDS if word in message], message
 
 
 def test_eight_simultaneous_requests_all_succeed(server, images):

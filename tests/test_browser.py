@@ -10,6 +10,7 @@ import importlib.util
 import os
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,7 @@ if not os.path.exists(CHROMIUM):
 if importlib.util.find_spec("playwright") is None:
     pytest.skip("browser tests need playwright (pip install playwright; no `playwright install`)", allow_module_level=True)
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +42,8 @@ expect.set_options(timeout=TIMEOUT_MS)  # the machine may be busy; the default 5
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def served_demo(tmp_path_factory):
+    """The app on a tiny random model, served on a free port; its handlers are ``served_demo.style_app``."""
     torch.manual_seed(0)
     model = HybridStyle(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
     demo = app.build_demo(model, tmp_path_factory.mktemp("served"))
@@ -50,8 +53,14 @@ def server(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield url
+    demo.test_url = url
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(served_demo):
+    return served_demo.test_url
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +129,15 @@ def test_paint_a_region(page, tmp_path):
     region_on = page.get_by_label("Use the painted region")
     expect(page.locator("#region img, #region canvas").first).to_be_visible()
     assert not region_on.is_checked()
+    paint_stroke(page)
+    expect(region_on).to_be_checked()  # painting switches regions on
+    page.click("#run")
+    status = wait_for_result(page)
+    assert "in the painted region" in status and "the rest fused from the other styles" in status
+    screenshot(page, tmp_path / "region.png")
+
+
+def paint_stroke(page) -> None:
     page.locator("#region button[aria-label=Brush]").click()
     box = page.locator("#region canvas").first.bounding_box()
     x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
@@ -127,11 +145,82 @@ def test_paint_a_region(page, tmp_path):
     page.mouse.down()
     page.mouse.move(x + 120, y + 150, steps=4)
     page.mouse.up()
-    expect(region_on).to_be_checked()  # painting switches regions on
+
+
+def upload_under_the_brush(page, demo, path: str) -> None:
+    """Upload a content photo and wait until the region editor has shown it and its input event (if it sends one
+    for a new photo, as Gradio 6.31 does) has come back: that event is the one that used to tick the region box."""
+    editor_id = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "region")
+
+    def editor_event(response) -> bool:
+        return "/run/predict" in response.url and f'"trigger_id":{editor_id}' in (response.request.post_data or "")
+
+    try:
+        with page.expect_response(editor_event, timeout=15_000):
+            upload_content(page, path)
+    except PlaywrightTimeoutError:
+        pass  # no input event for a new photo: nothing can tick the box
+    expect(page.locator("#region img, #region canvas").first).to_be_visible()
+    time.sleep(0.5)  # the page applies the response's updates after it arrives
+
+
+def test_region_flow_with_the_accordion_open_first(page, served_demo, tmp_path):
+    # The order that used to tick "Use the painted region" by itself: the editor is visible when the photo arrives.
+    page.get_by_text("Region styles: paint where style 1 goes").click()
+    region_on = page.get_by_label("Use the painted region")
+    upload_under_the_brush(page, served_demo, app.EXAMPLES["content"][1].path)
+    assert not region_on.is_checked(), "showing the photo under the brush ticked the region box"
+    region_on.check()
+    region_on.uncheck()
+    # After unticking, a new photo must not tick it again.
+    upload_under_the_brush(page, served_demo, app.EXAMPLES["content"][0].path)
+    assert not region_on.is_checked()
+
+    pick_artwork(page, 0, slot=1)
+    paint_stroke(page)
+    expect(region_on).to_be_checked()  # painting, and only painting, switches regions on
     page.click("#run")
     status = wait_for_result(page)
-    assert "in the painted region" in status and "the rest fused from the other styles" in status
-    screenshot(page, tmp_path / "region.png")
+    assert "in the painted region" in status and "the photo elsewhere" in status
+    expect(page.get_by_text("nothing is painted")).to_have_count(0)
+    screenshot(page, tmp_path / "region_flow.png")
+
+
+@pytest.mark.parametrize("slot", ["content", "style1"])
+def test_unreadable_upload_is_refused_on_upload(page, tmp_path, slot):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    page.locator(f"#{slot} input[type=file]").set_input_files(str(bad))
+    label = "1 · Content photo" if slot == "content" else "Style 1"
+    # Before anyone presses Stylize: a warning naming the slot and the file, and the broken image is gone.
+    expect(page.get_by_text(f"{label}: 'notes.jpg' is not an image").first).to_be_visible()
+    expect(page.locator(f"#{slot} img")).to_have_count(0)
+    assert "/tmp" not in page.locator("body").inner_text()
+
+
+def test_stylize_is_disabled_while_running_and_errors_clear_the_status(page, served_demo, monkeypatch):
+    style_app = served_demo.style_app
+    stylize = style_app.stylize
+
+    def slow_stylize(*args, **kwargs):
+        time.sleep(2)  # long enough to look at the button while the job runs
+        return stylize(*args, **kwargs)
+
+    monkeypatch.setattr(style_app, "stylize", slow_stylize)
+    upload_content(page, app.EXAMPLES["content"][0].path)
+    pick_artwork(page, 0, slot=1)
+    run = page.locator("#run")
+    run.click()
+    expect(run).to_be_disabled()
+    assert "512x288" in wait_for_result(page)
+    expect(run).to_be_enabled()
+
+    page.get_by_role("button", name="Clear styles").click()
+    expect(page.locator("#style1 img")).to_have_count(0)
+    run.click()
+    expect(page.get_by_text(app.NO_STYLE).first).to_be_visible()
+    expect(run).to_be_enabled()  # back after an error too
+    expect(page.locator("#status")).not_to_contain_text(" in ")  # the last run's success is not shown beside the error
 
 
 def test_example_row_runs_on_click(page, tmp_path):
