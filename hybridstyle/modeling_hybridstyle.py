@@ -547,6 +547,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """
         kwargs.setdefault("safe_serialization", True)
         super().save_pretrained(save_directory, **kwargs)
+        # safetensors writes through a private temporary file (mode 0600): a saved model is for others to read too.
+        weights = Path(save_directory, WEIGHTS_NAME)
+        if weights.is_file():
+            weights.chmod(0o644)
         card = model_card or getattr(self, "_model_card", None) or _default_model_card(self)
         Path(save_directory, "README.md").write_text(card, encoding="utf-8")
 

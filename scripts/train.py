@@ -19,6 +19,7 @@ statistics, and a discriminator step follows on real artworks vs generated image
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
 
 logger = get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ckpt.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
     ckpt.add_argument("--logging_dir", default="logs", help="under --output_dir")
     ckpt.add_argument("--model_card", help="markdown file used as the final model's README.md")
+    ckpt.add_argument("--save_dtype", choices=tuple(SAVE_DTYPES), default="fp16",
+                      help="precision of the final model's weights (fp16: half the file, as the bundled models; "
+                      "from_pretrained loads float32 unless given torch_dtype). Checkpoints keep float32")
     ckpt.add_argument("--push_to_hub", action="store_true", help="upload the final model to --hub_model_id")
     ckpt.add_argument("--hub_model_id", help="Hub repo id for --push_to_hub")
     ckpt.add_argument("--hub_token", default=None, help="token for --push_to_hub (default: hf auth login); never written "
@@ -325,10 +330,18 @@ def ema_weights(model: HybridStyle, ema: EMAModel | None):
         ema.restore(parameters)
 
 
-def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_card: str | None = None) -> None:
-    """save_pretrained with the EMA generator weights if there are any, leaving the training weights untouched."""
+def export_model(model: HybridStyle, ema: EMAModel | None, folder: Path, model_card: str | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+    """save_pretrained with the EMA generator weights if there are any, leaving the training weights untouched.
+
+    ``dtype`` is that of the saved weights; ``from_pretrained`` loads them as float32 unless told otherwise.
+    """
     with ema_weights(model, ema):
-        model.save_pretrained(folder, model_card=model_card)
+        if dtype == torch.float32:
+            model.save_pretrained(folder, model_card=model_card)
+        else:
+            # nn.Module.to: diffusers' ModelMixin.to warns about fp32-only modules, of which these models have none.
+            torch.nn.Module.to(copy.deepcopy(model), dtype).save_pretrained(folder, model_card=model_card)
 
 
 def center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
@@ -622,7 +635,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             with loss_log.open("a") as f:
                 f.write(json.dumps({"step": global_step, **logs}) + "\n")
 
-        if global_step % args.validation_steps == 0 and accelerator.is_main_process:
+        # Also at the last step, so a short run (a 300-step fine-tune) shows its result too.
+        last_step = global_step == args.max_train_steps
+        if (global_step % args.validation_steps == 0 or last_step) and accelerator.is_main_process:
             grid = validation_grid(model, val_contents.to(accelerator.device), val_styles.to(accelerator.device), ema)
             validation_dir = Path(args.output_dir, "validation")
             validation_dir.mkdir(parents=True, exist_ok=True)
@@ -650,7 +665,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         card = make_model_card(args, global_step, time.time() - started, argv)
-        export_model(model, ema, Path(args.output_dir), card)
+        export_model(model, ema, Path(args.output_dir), card, SAVE_DTYPES[args.save_dtype])
         logger.info(f"saved the final model to {args.output_dir}")
         if args.push_to_hub:
             url = HybridStyle.from_pretrained(args.output_dir).push_to_hub(args.hub_model_id, token=args.hub_token,

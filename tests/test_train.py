@@ -22,7 +22,7 @@ import torch
 from conftest import load_script
 from PIL import Image
 
-from hybridstyle import HybridStyle
+from hybridstyle import HybridStyle, HybridStyleFast
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -53,7 +53,7 @@ def base_args(data, output_dir: Path, *extra: str, steps: int = 2) -> list[str]:
         "--output_dir", str(output_dir), "--resolution", "64", "--train_batch_size", "2", "--max_train_steps", str(steps),
         "--checkpointing_steps", "1000", "--validation_steps", "1000", "--validation_resolution", "64",
         "--num_validation_pairs", "2", "--report_to", "none", "--seed", "0", "--learning_rate", "1e-3",
-        "--lr_warmup_steps", "0", *extra,
+        "--lr_warmup_steps", "0", "--architecture", "base", *extra,
     ]
 
 
@@ -95,7 +95,7 @@ def test_training_steps_change_weights_and_write_everything(data, tmp_path, capl
     out = tmp_path / "out"
     caplog.set_level(logging.INFO)
     run(base_args(data, out, "--init_from", str(init), "--use_ema", "--report_to", "tensorboard", "--validation_steps", "2",
-                  "--adv_start_step", "1", steps=4))
+                  "--adv_start_step", "1", "--save_dtype", "fp32", steps=4))
 
     records = read_losses(out)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
@@ -126,6 +126,38 @@ def test_training_steps_change_weights_and_write_everything(data, tmp_path, capl
         accumulator.Reload()
         scalars |= set(accumulator.Tags()["scalars"]) | set(accumulator.Tags()["images"])
     assert {"content", "style", "g_loss", "d_loss", "lr", "validation"} <= scalars
+
+
+def test_fast_architecture_trains_the_whole_light_model_with_the_vgg_loss(data, tmp_path):
+    out = tmp_path / "fast"
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps({"block_out_channels": [4, 8, 16], "encoder_bottleneck_layers": 1,
+                                  "decoder_bottleneck_layers": 1}))
+    start = HybridStyleFast.from_config(json.loads(config.read_text()))
+    run(base_args(data, out, "--architecture", "fast", "--model_config", str(config), "--identity_weight", "5",
+                  "--use_ema", "--seed", "0", steps=3))
+    trained = HybridStyle.from_pretrained(out)
+    assert type(trained) is HybridStyleFast and list(trained.config.block_out_channels) == [4, 8, 16]
+    # Encoder and decoder are both the generator: both learn (VGG19 is only the loss network and is not saved).
+    for part in ("encoder", "decoder"):
+        before = dict(start.named_parameters())
+        assert any(not torch.allclose(p, before[f"{part}.{n}"]) for n, p in getattr(trained, part).named_parameters()), part
+    records = read_losses(out)
+    assert [r["step"] for r in records] == [1, 2, 3] and all("identity" in r for r in records)
+
+
+def test_final_model_is_fp16_readable_by_others_with_a_last_validation_grid(data, tmp_path):
+    # What a user of the README's fine-tune one-liner gets: a short run (fewer steps than --validation_steps).
+    out = tmp_path / "out"
+    run(base_args(data, out, steps=3))
+    weights = out / "diffusion_pytorch_model.safetensors"
+    assert oct(weights.stat().st_mode & 0o777) == "0o644"
+    from safetensors import safe_open
+
+    with safe_open(weights, framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert HybridStyle.from_pretrained(out).dtype == torch.float32
+    assert [p.name for p in (out / "validation").iterdir()] == ["step-0000003.png"]
 
 
 def test_checkpoint_pruning_keeps_newest_and_clears_partial_saves(data, tmp_path):
