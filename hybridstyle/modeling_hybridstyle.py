@@ -295,7 +295,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
                     small = _crop(small, _scale_box(_relative(core, box), scale))
                     per_level.append([ops.feature_moments(inner, small[:, i : i + 1]) for i in range(small.shape[1])])
             totals = per_level if totals is None else [[a + b for a, b in zip(t, p)] for t, p in zip(totals, per_level)]
-        stats = [[ops.moments_to_mean_std(m) for m in level] for level in totals]
+        stats = [[tuple(t.to(images.dtype) for t in ops.moments_to_mean_std(m)) for m in level] for level in totals]
         return [level if masks is not None else level[0] for level in stats]
 
     def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[Box, Box]]:
@@ -525,7 +525,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
             if saved_class is None or not issubclass(saved_class, cls):
                 raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
             return saved_class.from_pretrained(path, **kwargs)
-        _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        saved_keys = _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
         kwargs.setdefault("use_safetensors", True)
         try:
             model = super().from_pretrained(path, **kwargs)
@@ -536,6 +536,16 @@ class HybridStyle(ModelMixin, ConfigMixin):
             if any(key in text for key in ("safetensor", "header", "deserializ", "unable to load weights")):
                 raise OSError(f"the weights in {path} are damaged or incomplete ({err}); re-download or re-save them") from err
             raise
+        # diffusers only warns about weights that do not fit the config and leaves those layers random: a model that
+        # silently paints noise. Refuse instead.
+        expected = set(model.state_dict())
+        if saved_keys != expected:
+            missing, unexpected = sorted(expected - saved_keys), sorted(saved_keys - expected)
+            raise ValueError(
+                f"the weights in {folder} do not fit its config.json ({class_name}): missing {missing[:4]}"
+                f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}; "
+                "the folder mixes files of two models: re-save the model with save_pretrained"
+            )
         model._model_card = _read_model_card(path, kwargs.get("subfolder"))
         return model
 
@@ -630,13 +640,13 @@ def _looks_like_local_path(path: str) -> bool:
     return os.path.isabs(path) or path.startswith(("~", "./", "../", ".\\", "..\\")) or path.replace("\\", "/").count("/") > 1
 
 
-def _check_safetensors(weights_path: str) -> None:
-    """Read the safetensors header (cheap): a truncated or damaged file fails here with a message that says so."""
+def _check_safetensors(weights_path: str) -> set[str]:
+    """The tensor names in the safetensors header (cheap to read); a truncated or damaged file fails with a clear error."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(weights_path, framework="pt") as f:
-            f.keys()
+            return set(f.keys())
     except (SafetensorError, OSError) as err:
         raise OSError(f"{weights_path} is damaged or incomplete ({err}); re-download it or re-save the model") from None
 

@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-runs/fast}
+# CPU_THREADS=1 leaves a core free for other work (two processes sharing cores with 2 threads each slow down badly).
+THREADS=${CPU_THREADS:+--cpu_threads $CPU_THREADS}
 
 "$PYTHON" scripts/prepare_data.py --out data/train
 
@@ -21,9 +23,9 @@ stage() {
     --learning_rate 2e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
     --adv_weight 0.05 --gan_loss lsgan --adv_start_step 1000 \
     --checkpointing_steps 250 --checkpoints_total_limit 3 --validation_steps 250 \
-    --resume_from_checkpoint latest "$@"
+    --resume_from_checkpoint latest $THREADS "$@"
 }
 
 # 1. From scratch: the light model learns to reconstruct (identity) and to paint at once; crops from images scaled to
 #    a short side of 128-384 px, so strokes have the size they have when the model is used at 512 px.
-stage --resolution 128 --max_crop_scale 3 --style_weight 15 --identity_weight 10 --max_train_steps 20000
+stage --resolution 128 --max_crop_scale 3 --style_weight 25 --identity_weight 10 --max_train_steps 20000
