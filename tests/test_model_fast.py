@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, ModelTesterMixin, make_image, make_texture
+from conftest import TINY_CONFIG, ModelTesterMixin, he_initialized, make_image, make_texture
 from PIL import Image
 
 from hybridstyle import HybridStyle, HybridStyleFast, ops
@@ -19,14 +19,7 @@ TINY_FAST = {"block_out_channels": (4, 8, 16), "encoder_bottleneck_layers": 1, "
 
 @pytest.fixture
 def fast_model() -> HybridStyleFast:
-    torch.manual_seed(0)
-    model = HybridStyleFast(**TINY_FAST).eval()
-    # PyTorch's default conv init shrinks activations layer after layer, so an untrained model's output hardly depends
-    # on its input; He init keeps their scale, so the style visibly changes the output as in a trained model.
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return model
+    return he_initialized(HybridStyleFast(**TINY_FAST)).eval()
 
 
 class TestHybridStyleFastModel(ModelTesterMixin):
