@@ -25,12 +25,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from .modeling_hybridstyle import HybridStyle
 
 
-def _conv(in_channels: int, out_channels: int, stride: int = 1, reflect: bool = False) -> nn.Sequential:
-    # Zero padding costs nothing inside the conv; reflection padding is an extra copy of the tensor (15% of a layer).
-    # Only the image itself is reflection-padded, so the borders the network sees first look like image, not black.
-    if reflect:
-        return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3, stride=stride), nn.ReLU())
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), nn.ReLU())
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    # Reflection padding everywhere, although zero padding would be free inside the conv: with zero padding the borders
+    # tell the network where it is, and training collapsed to one style-average picture framed by border artefacts.
+    return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3, stride=stride), nn.ReLU())
 
 
 class MicroEncoder(nn.Module):
@@ -42,8 +40,7 @@ class MicroEncoder(nn.Module):
     def __init__(self, block_out_channels: Sequence[int], bottleneck_layers: int):
         super().__init__()
         channels = [3, *block_out_channels]
-        self.levels = nn.ModuleList(_conv(channels[i], channels[i + 1], stride=2, reflect=i == 0)
-                                    for i in range(len(block_out_channels)))
+        self.levels = nn.ModuleList(_conv(channels[i], channels[i + 1], stride=2) for i in range(len(block_out_channels)))
         # Extra convs at the coarsest level widen the receptive field, which is where strokes and texture are read.
         self.bottleneck = nn.Sequential(*[_conv(channels[-1], channels[-1]) for _ in range(bottleneck_layers)])
 
@@ -70,19 +67,18 @@ class SkipDecoder(nn.Module):
         super().__init__()
         channels = list(block_out_channels)
         self.bottleneck = nn.Sequential(*[_conv(channels[-1], channels[-1]) for _ in range(bottleneck_layers)])
-        # Convs after each merge paint that level's strokes; the fine levels need more than one to make texture.
-        self.up = nn.ModuleList(
-            nn.Sequential(_conv(channels[i + 1] + channels[i], channels[i]), *[_conv(channels[i], channels[i])
-                                                                             for _ in range(layers_per_level - 1)])
-            for i in range(len(channels) - 2, -1, -1)
-        )
-        self.to_rgb = nn.Conv2d(channels[0], 3, 3, padding=1)
+        levels = range(len(channels) - 2, -1, -1)
+        self.up = nn.ModuleList(_conv(channels[i + 1] + channels[i], channels[i]) for i in levels)
+        # Optional convs after each merge, to paint more texture at that level (empty with layers_per_level=1).
+        self.refine = nn.ModuleList(nn.Sequential(*[_conv(channels[i], channels[i]) for _ in range(layers_per_level - 1)])
+                                    for i in levels)
+        self.to_rgb = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels[0], 3, 3))
 
     def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         x = self.bottleneck(features[-1])
-        for conv, skip in zip(self.up, reversed(features[:-1]), strict=True):
+        for merge, refine, skip in zip(self.up, self.refine, reversed(features[:-1]), strict=True):
             x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
-            x = conv(torch.cat([x, skip], dim=1))
+            x = refine(merge(torch.cat([x, skip], dim=1)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return self.to_rgb(x) * 0.5 + 0.5
 
@@ -101,7 +97,7 @@ class HybridStyleFast(HybridStyle):
             Extra 3x3 convs at the coarsest encoder level.
         decoder_bottleneck_layers (`int`, defaults to 4):
             3x3 convs at the coarsest decoder level, before upsampling.
-        decoder_layers_per_level (`int`, defaults to 2):
+        decoder_layers_per_level (`int`, defaults to 1):
             3x3 convs at each finer decoder level (the first merges the upsampled features with that level's skip).
         loss_network (`str`, defaults to `"vgg19-caffe-imagenet"`):
             The network the training losses were computed with (metadata only; not needed at inference).
@@ -113,7 +109,7 @@ class HybridStyleFast(HybridStyle):
         block_out_channels: tuple[int, ...] = (16, 32, 64, 128),
         encoder_bottleneck_layers: int = 2,
         decoder_bottleneck_layers: int = 4,
-        decoder_layers_per_level: int = 2,
+        decoder_layers_per_level: int = 1,
         loss_network: str = "vgg19-caffe-imagenet",
     ):
         ModelMixin.__init__(self)  # not HybridStyle.__init__: that builds VGG19

@@ -9,7 +9,7 @@
 The ONNX graph is ``forward(content, style)`` with the defaults (one style, ``alpha=1``, AdaIN), clipped to [0, 1]:
 
 - ``content``: float32 ``(1, 3, H, W)``, RGB in [0, 1]; H and W are dynamic but must be multiples of the model's
-  ``downsample_factor`` (8 for hybridstyle-base and hybridstyle-fast; stored in the file's metadata);
+  ``downsample_factor`` (8 for hybridstyle-base, 16 for hybridstyle-fast; stored in the file's metadata);
 - ``style``: float32 ``(1, 3, H', W')``, RGB in [0, 1], any size (each side at least the downsample factor);
 - ``image``: float32 ``(1, 3, H, W)``, RGB in [0, 1].
 

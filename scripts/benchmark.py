@@ -21,6 +21,8 @@ Sections (``--sections``, comma separated; default all):
   at 128 and 256 px, fp32 and bf16 autocast; baseline: that model's fp32@128.
 - memory: per model, peak resident memory of stylize at 512 and 1024, and of the peer at 512, each measured in a
   fresh subprocess so earlier sections do not pollute the high-water mark; baseline: the first model at 512.
+- onnx: per model, the exported ONNX file run by onnxruntime (``hybridstyle export-onnx``): the graph alone and the
+  PIL-in/PIL-out stylize, at 512x512; ratios to the same model's PyTorch figures and to the peer (itself onnxruntime).
 - uhd: per model, time and peak resident memory of one 3840x2160 ``stylize()`` (automatic tiling) in a fresh
   subprocess; ratios to that model's 512 px stylize time scaled by the pixel count (31.6x) and to the peer at 512.
 
@@ -54,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
 
-SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd")
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx")
 MODELS = ("fast", "base")
 TINY_CONFIGS = {"fast": dict(block_out_channels=(4, 8, 16)),
                 "base": dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))}
@@ -415,6 +417,33 @@ def bench_uhd(settings: dict, models: list[str], stylize_s: dict[str, float], pe
     return result
 
 
+def bench_onnx(models: dict[str, HybridStyle], settings: dict, results: dict, peer_s: float | None) -> dict:
+    import tempfile
+
+    from hybridstyle.onnx_export import export_onnx, time_onnx
+
+    size = settings["inference_size"]
+    result: dict = {"size": size, "what": "onnxruntime (CPU) on the exported file; graph = session.run on tensors, "
+                    "stylize = PIL in and out", "baseline": "the same model's PyTorch fp32 figures (graph: encoder + "
+                    "transform + decoder; stylize: stylize())"}
+    for name, model in models.items():
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_onnx(model, Path(folder) / f"{name}.onnx", verify=False).path
+            entry = {}
+            for kind, stylize in (("graph", False), ("stylize", True)):
+                timing = time_onnx(path, size=size, repeats=settings["repeats"], warmup=settings["warmup"], stylize=stylize)
+                if kind == "graph":
+                    stages = results.get("inference", {}).get(name, {}).get("stages", {})
+                    torch_s = sum(stages[s]["fp32"]["median_s"] for s in stages) if stages else None
+                else:
+                    torch_s = results.get("stylize", {}).get(name, {}).get("fp32", {}).get("median_s")
+                entry[kind] = {**{k: timing[k] for k in ("median_s", "min_s", "max_s", "repeats")},
+                               "vs_pytorch": ratio(timing["median_s"], torch_s), "vs_peer": ratio(timing["median_s"], peer_s)}
+                log(f"[onnx] {name} {kind} @{size}: {timing['median_s'] * 1000:.1f} ms")
+        result[name] = entry
+    return result
+
+
 # ---- main --------------------------------------------------------------------------------------------------------
 
 
@@ -450,7 +479,7 @@ def run(args: argparse.Namespace) -> dict:
                    "ratios": RATIO_NOTES},
     }
     results["config"]["models"] = args.models
-    needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training"))
+    needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training", "onnx"))
     models = {name: build_model(name, args.tiny) for name in args.models} if needs_model else {}
     # The reference is the yardstick of every x_reference ratio, so it is measured whenever a model section runs.
     reference_s = None
@@ -479,6 +508,8 @@ def run(args: argparse.Namespace) -> dict:
     if "uhd" in args.sections:
         stylize_s = {name: r["fp32"]["median_s"] for name, r in results.get("stylize", {}).items()}
         results["uhd"] = bench_uhd(settings, args.models, stylize_s, peer_s)
+    if "onnx" in args.sections:
+        results["onnx"] = bench_onnx(models, settings, results, peer_s)
     results["config"]["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -515,6 +546,10 @@ def format_report(results: dict) -> str:
             for size, m in (mem[who] or {}).items():
                 lines.append(f"memory {who} @{size}: peak {m['peak_mb']:.0f} MB, working {m['working_mb']:.0f} MB "
                              f"(vs {mem['baseline']} {m['vs_baseline']:.2f})")
+    for name, o in ((k, v) for k, v in results.get("onnx", {}).items() if k in MODELS):
+        for kind, t in o.items():
+            lines.append(f"{name:<4} onnx {kind} @{results['onnx']['size']}: {t['median_s'] * 1000:.1f} ms  "
+                         f"(vs pytorch {_fmt(t['vs_pytorch'], '.2f')}, vs peer {_fmt(t['vs_peer'], '.2f')})")
     for name, u in ((k, v) for k, v in results.get("uhd", {}).items() if k in MODELS):
         lines.append(f"{name:<4} uhd stylize @{u['size']}: {u['seconds']:.2f} s, peak {u['peak_mb']:.0f} MB  "
                      f"(vs 512 per pixel {_fmt(u['vs_512_per_pixel'], '.2f')}, vs peer@512 {_fmt(u['vs_peer_512'], '.1f')})")

@@ -78,7 +78,7 @@ def run_training(args: argparse.Namespace, processes: int, output_dir: Path, con
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"training failed ({processes} processes):\n{result.stderr[-4000:]}")
-    if processes > 1 and "decoder weights are identical on all" not in result.stderr:
+    if processes > 1 and "generator weights are identical on all" not in result.stderr:
         print("warning: the 2-process run did not confirm identical weights across processes", file=sys.stderr)
     return time.time() - started
 

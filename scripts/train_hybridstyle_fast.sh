@@ -28,4 +28,7 @@ stage() {
 
 # 1. From scratch: the light model learns to reconstruct (identity) and to paint at once; crops from images scaled to
 #    a short side of 128-384 px, so strokes have the size they have when the model is used at 512 px.
-stage --resolution 128 --max_crop_scale 3 --style_weight 25 --identity_weight 10 --max_train_steps 20000
+stage --resolution 128 --max_crop_scale 3 --style_weight 15 --identity_weight 10 --max_train_steps 936
+# 2. Stronger style: at step 500 the held-out outputs were under-stylized next to the peer (style mean/std 0.69 vs 0.33
+#    on 8 pairs) while keeping much more content (content loss 0.42 vs 1.07; SSIM 0.82 vs 0.45).
+stage --resolution 128 --max_crop_scale 3 --style_weight 20 --identity_weight 10 --max_train_steps 20000

@@ -55,6 +55,9 @@ def test_every_section_is_reported(results):
         assert set(results["memory"][name]) == {str(s) for s in results["config"]["memory_sizes"]}
         assert results["uhd"][name]["size"] == "320x176" and results["uhd"][name]["peak_mb"] > 0
     assert set(results["memory"]["peer"]) == {str(results["config"]["memory_sizes"][0])}
+    for name in models:
+        assert set(results["onnx"][name]) == {"graph", "stylize"}
+        assert results["onnx"][name]["stylize"]["vs_pytorch"] is not None
 
 
 def test_every_figure_is_finite_and_positive(results):
@@ -85,7 +88,7 @@ def test_every_figure_is_finite_and_positive(results):
 def test_report_mentions_every_figure(results):
     report = benchmark.format_report(results)
     needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "fast stylize fp32",
-               "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize")
+               "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize", "onnx graph", "onnx stylize")
     for needle in needles:
         assert needle in report
 
