@@ -1,7 +1,8 @@
 """HybridStyle Space: paint a photo in the style of one or several artworks (Gradio Blocks).
 
 Run locally with ``python app.py`` (or as a Hugging Face Space: ``app_file: app.py``). The model is the bundled
-hybridstyle-base unless ``HYBRIDSTYLE_MODEL`` names a model folder or Hub id. ``GRADIO_SERVER_NAME`` and
+default (hybridstyle-fast) unless ``HYBRIDSTYLE_MODEL`` names another: a bundled name (``hybridstyle-base``), a model
+folder or a Hub id. ``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` choose where it listens; ``HYBRIDSTYLE_CONCURRENCY`` how many stylizations run at once.
 
 Tests build the app around any model: ``demo = build_demo(model)``, then ``launch(demo, prevent_thread_lock=True)``.

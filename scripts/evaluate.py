@@ -59,6 +59,7 @@ METRICS = {
     "seconds": False,
     "peer_style_distance": False,
     "color_distance": False,
+    "grid_peak": False,
 }
 METRIC_NOTES = {
     "content_loss": "relu4_1 MSE vs the content / content features' mean square (hybridstyle.losses.content_loss); "
@@ -71,6 +72,8 @@ METRIC_NOTES = {
     "seconds": "wall clock per stylization (PIL in, PIL out) on this machine, excluding model load and a warm-up call",
     "peer_style_distance": "L2 distance between the peer's style-predictor embeddings of output and style (independent network, "
     "but the peer's own: favours the peer)",
+    "grid_peak": "network-free: strongest regular-grid peak in the output's spectrum (periods of 2-16 px, the decoders' "
+    "upsampling steps), as a multiple of the spectrum around it, minus the same for the content; ~0 = no grid added",
     "color_distance": "network-free: mean over RGB of the Wasserstein-1 distance between output and style pixel colours "
     "([0, 1] units)",
 }
@@ -212,6 +215,31 @@ def _grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
 
 
+def grid_peak(image: Image.Image, periods: Sequence[int] = (2, 4, 8, 16)) -> float:
+    """How strongly a regular grid of one of ``periods`` pixels shows: the spectrum's magnitude at that grid's
+    frequencies (horizontal, vertical, diagonal), divided by the median magnitude at the same radius, max over periods.
+
+    A decoder that upsamples by 2 several times can leave such a grid (the "faint regular grid" of hybridstyle-base);
+    a photo has none, so subtracting the content's own value leaves what the stylization added.
+    """
+    grey = _grey(image)
+    grey = grey - grey.mean()
+    spectrum = np.abs(np.fft.fft2(grey * np.outer(np.hanning(grey.shape[0]), np.hanning(grey.shape[1]))))
+    height, width = grey.shape
+    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    radius = np.hypot(fy, fx)
+    worst = 0.0
+    for period in periods:
+        if min(height, width) < 4 * period:
+            continue
+        for dy, dx in ((1, 0), (0, 1), (1, 1)):
+            y, x = round(dy * height / period) % height, round(dx * width / period) % width
+            peak = spectrum[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
+            ring = np.abs(radius - radius[y, x]) < 2.0 / max(height, width)
+            worst = max(worst, float(peak / max(np.median(spectrum[ring]), 1e-12)))
+    return worst
+
+
 def color_distance(output: Image.Image, style: Image.Image, quantiles: int = 256) -> float:
     """Mean over RGB of the 1-D Wasserstein-1 distance between pixel colour distributions, in [0, 1] units."""
     q = (np.arange(quantiles) + 0.5) / quantiles
@@ -252,6 +280,7 @@ def image_metrics(encoder: torch.nn.Module, output: Image.Image, content: Image.
         "style_gram": float(losses.style_loss(out_feats, style_features, "gram")),
         "ssim": float(structural_similarity(grey_out, grey_content, data_range=1.0, win_size=win)),
         "color_distance": color_distance(output, style),
+        "grid_peak": grid_peak(output) - grid_peak(content),
     }
 
 

@@ -168,3 +168,15 @@ def test_argument_errors():
         evaluate.parse_args(["--holdout", "h", "--content", "x", "--out_dir", "o"])
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--holdout", "h", "--alpha", "1.5", "--out_dir", "o"])
+
+
+def test_grid_peak_finds_a_regular_grid_and_not_a_photo():
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut()).resize((256, 256))
+    pixels = np.asarray(photo, dtype=np.float64)
+    gridded = pixels.copy()
+    gridded[::8] *= 0.9
+    gridded[:, ::8] *= 0.9  # a faint 8 px grid, as an upsampling decoder can leave
+    clean, grid = evaluate.grid_peak(photo), evaluate.grid_peak(Image.fromarray(gridded.astype(np.uint8)))
+    assert clean < 10 and grid > 5 * clean, (clean, grid)
