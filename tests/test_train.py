@@ -307,7 +307,7 @@ def test_two_cpu_processes_train_in_sync(data, tmp_path):
     for rank in (0, 1):
         assert f"process {rank}/2 (DistributedType.MULTI_CPU)" in log
         assert (out / "checkpoint-2" / f"random_states_{rank}.pkl").is_file()
-    for name in ("decoder", "discriminator_0", "discriminator_1"):
+    for name in ("generator", "discriminator_0", "discriminator_1"):
         assert f"{name} weights are identical on all 2 processes" in log
         fingerprints = {line.rsplit(" ", 1)[1] for line in log.splitlines() if f": {name} fingerprint" in line}
         assert len(fingerprints) == 1
