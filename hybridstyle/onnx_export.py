@@ -30,8 +30,6 @@ import json
 import logging
 import os
 import secrets
-import statistics
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -330,36 +328,3 @@ class OnnxStylizer:
 
 def _to_array(image: Image.Image) -> np.ndarray:
     return (np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
-
-
-def time_onnx(path: str | os.PathLike, size: int = 512, repeats: int = 5, warmup: int = 1, stylize: bool = False,
-              threads: int | None = None) -> dict:
-    """Wall-clock seconds of the ONNX file on a ``size`` x ``size`` content and style (median, min, max).
-
-    The keys match ``scripts/benchmark.py``'s ``measure`` (``median_s``, ``min_s``, ``max_s``, ``repeats``), so its
-    ratios apply. ``stylize=False`` times the graph alone (as the benchmark's encoder + transform + decoder);
-    ``stylize=True`` times :meth:`OnnxStylizer.stylize` on PIL images (as the benchmark's ``stylize`` section).
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    runner = OnnxStylizer(path, threads=threads)
-    rng = np.random.default_rng(0)
-    if stylize:
-        content, style = (Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(2))
-        call = lambda: runner.stylize(content, style, max_size=max(2048, size))  # noqa: E731
-        what = f"OnnxStylizer.stylize, PIL in and out, {size}x{size}"
-    else:
-        side = max(runner.downsample_factor, round(size / runner.downsample_factor) * runner.downsample_factor)
-        content = rng.random((1, 3, side, side), dtype=np.float32)
-        style = rng.random((1, 3, size, size), dtype=np.float32)
-        call = lambda: runner.run(content, style)  # noqa: E731
-        what = f"onnxruntime session.run, content {side}x{side}, style {size}x{size}"
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats,
-            "size": size, "what": what, "threads": threads, "model_class": runner.model_class}

@@ -420,25 +420,30 @@ def bench_uhd(settings: dict, models: list[str], stylize_s: dict[str, float], pe
 def bench_onnx(models: dict[str, HybridStyle], settings: dict, results: dict, peer_s: float | None) -> dict:
     import tempfile
 
-    from hybridstyle.onnx_export import export_onnx, time_onnx
+    from hybridstyle.onnx_export import OnnxStylizer, export_onnx
 
     size = settings["inference_size"]
     result: dict = {"size": size, "what": "onnxruntime (CPU) on the exported file; graph = session.run on tensors, "
                     "stylize = PIL in and out", "baseline": "the same model's PyTorch fp32 figures (graph: encoder + "
                     "transform + decoder; stylize: stylize())"}
+    content_image, style_image = test_image(size, 0), test_image(size, 1)
     for name, model in models.items():
         with tempfile.TemporaryDirectory() as folder:
-            path = export_onnx(model, Path(folder) / f"{name}.onnx", verify=False).path
+            runner = OnnxStylizer(export_onnx(model, Path(folder) / f"{name}.onnx", verify=False).path)
+            side = round(size / model.downsample_factor) * model.downsample_factor
+            content, style = np.random.default_rng(0).random((2, 1, 3, side, side), dtype=np.float32)
+            stages = results.get("inference", {}).get(name, {}).get("stages", {})
+            calls = {
+                "graph": (lambda runner=runner, content=content, style=style: runner.run(content, style),
+                          sum(stages[s]["fp32"]["median_s"] for s in stages) if stages else None),
+                "stylize": (lambda runner=runner: runner.stylize(content_image, style_image),
+                            results.get("stylize", {}).get(name, {}).get("fp32", {}).get("median_s")),
+            }
             entry = {}
-            for kind, stylize in (("graph", False), ("stylize", True)):
-                timing = time_onnx(path, size=size, repeats=settings["repeats"], warmup=settings["warmup"], stylize=stylize)
-                if kind == "graph":
-                    stages = results.get("inference", {}).get(name, {}).get("stages", {})
-                    torch_s = sum(stages[s]["fp32"]["median_s"] for s in stages) if stages else None
-                else:
-                    torch_s = results.get("stylize", {}).get(name, {}).get("fp32", {}).get("median_s")
-                entry[kind] = {**{k: timing[k] for k in ("median_s", "min_s", "max_s", "repeats")},
-                               "vs_pytorch": ratio(timing["median_s"], torch_s), "vs_peer": ratio(timing["median_s"], peer_s)}
+            for kind, (call, torch_s) in calls.items():
+                timing = measure(call, settings["repeats"], settings["warmup"])
+                entry[kind] = {**timing, "vs_pytorch": ratio(timing["median_s"], torch_s),
+                               "vs_peer": ratio(timing["median_s"], peer_s)}
                 log(f"[onnx] {name} {kind} @{size}: {timing['median_s'] * 1000:.1f} ms")
         result[name] = entry
     return result
