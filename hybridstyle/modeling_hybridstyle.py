@@ -27,7 +27,7 @@ from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, tensor_t
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models that ship inside the package, loadable by name offline: HybridStyle.from_pretrained("hybridstyle-base").
 BUNDLED_MODELS = ("hybridstyle-fast", "hybridstyle-base")
-DEFAULT_MODEL = "hybridstyle-base"
+DEFAULT_MODEL = "hybridstyle-fast"
 DEFAULT_MODEL_DIR = WEIGHTS_DIR / DEFAULT_MODEL
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 

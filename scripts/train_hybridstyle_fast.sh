@@ -42,4 +42,4 @@ stage --resolution 128 --max_crop_scale 3 --style_weight 40 --identity_weight 10
 #    goes from 0.05 (under 1% of the generator loss at style weight 40) to 0.3 to push towards painted texture.
 OUT="${OUT}-grown" stage --init_from "$OUT/checkpoint-1990/model" --grow_decoder_layers_per_level 2 \
   --resolution 128 --max_crop_scale 3 --style_weight 40 --identity_weight 10 --adv_weight 0.3 --adv_start_step 0 \
-  --lr_warmup_steps 100 --max_train_steps 20000
+  --lr_warmup_steps 100 --max_train_steps 2373

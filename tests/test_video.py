@@ -174,7 +174,7 @@ def test_stabilisation_reduces_flicker_when_brightness_oscillates(model, style, 
     still = slice(WIDTH // 3 + 16, None)  # the part of the scene that does not blink (beyond the receptive field)
     per_frame_still = consecutive_difference(read_frames(per_frame.path)[:, :, still])
     stable_still = consecutive_difference(read_frames(stable.path)[:, :, still])
-    assert stable_still < 0.2 * per_frame_still, (stable_still, per_frame_still)
+    assert stable_still < 0.3 * per_frame_still, (stable_still, per_frame_still)  # 0.1-0.21 measured (threads vary it)
     whole = consecutive_difference(read_frames(stable.path)), consecutive_difference(read_frames(per_frame.path))
     assert whole[0] < 0.9 * whole[1], whole  # 0.78 measured: the blinking third changes in both
     # Not frozen: where the input really changes, the stabilised output changes with it.
