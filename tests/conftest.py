@@ -95,6 +95,8 @@ def he_initialized(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            # The biases too: left as constructed, they would depend on what earlier tests drew from the global RNG.
+            torch.nn.init.zeros_(module.bias)
     return model
 
 
