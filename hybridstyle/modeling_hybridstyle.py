@@ -286,13 +286,12 @@ class HybridStyle(ModelMixin, ConfigMixin):
             region = None if masks is None else _crop(masks, box).to(images.dtype)
             per_level = []
             for feat in levels:
-                scale = feat.shape[2] / (box[1] - box[0])
-                inner = _crop(feat, _scale_box(_relative(core, box), scale))
+                core_in_feat = _scale_box(_relative(core, box), feat.shape[2] / (box[1] - box[0]))
+                inner = _crop(feat, core_in_feat)
                 if region is None:
                     per_level.append([ops.feature_moments(inner)])
                 else:
-                    small = F.interpolate(region, size=feat.shape[2:], mode="area")
-                    small = _crop(small, _scale_box(_relative(core, box), scale))
+                    small = _crop(F.interpolate(region, size=feat.shape[2:], mode="area"), core_in_feat)
                     per_level.append([ops.feature_moments(inner, small[:, i : i + 1]) for i in range(small.shape[1])])
             totals = per_level if totals is None else [[a + b for a, b in zip(t, p)] for t, p in zip(totals, per_level)]
         stats = [[tuple(t.to(images.dtype) for t in ops.moments_to_mean_std(m)) for m in level] for level in totals]
@@ -304,8 +303,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         ones the whole image would give."""
         if tile is None or (height <= tile and width <= tile):
             return [((0, height, 0, width), (0, height, 0, width))]
-        factor = self.downsample_factor
-        margin = _align(tile // 4, factor)
+        margin = self._tile_margin(tile)
         boxes = []
         for top in range(0, height, tile):
             for left in range(0, width, tile):
@@ -314,6 +312,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
                           max(0, core[2] - margin), min(width, core[3] + margin))
                 boxes.append((padded, core))
         return boxes
+
+    def _tile_margin(self, tile: int) -> int:
+        """Context read around each tile: a quarter tile, aligned to the downsampling."""
+        return _align(tile // 4, self.downsample_factor)
 
     @torch.no_grad()
     def _stylize_tiled(
@@ -334,14 +336,14 @@ class HybridStyle(ModelMixin, ConfigMixin):
         content_stats = self.feature_statistics(content, masks, tile)
         out = torch.zeros(1, 3, height, width)
         total_weight = torch.zeros(1, 1, height, width)
-        margin = _align(tile // 4, self.downsample_factor)
+        ramp_width = 2 * self._tile_margin(tile)  # the whole overlap of two neighbouring padded tiles
         for box, _ in tqdm(self._tiles(height, width, tile), desc="tiles", disable=not progress, leave=False):
             crop = _crop(content, box)
             region = None if masks is None else _crop(masks, box)
             targets = self.transform_levels(self.feature_levels(crop), style_levels, weights, alpha, region,
                                             content_stats=content_stats)
             image = self.decode_levels(targets, tuple(crop.shape[2:])).float().cpu()
-            ramp = _blend_window(box, (height, width), 2 * margin)
+            ramp = _blend_window(box, (height, width), ramp_width)
             out[..., box[0] : box[1], box[2] : box[3]] += image * ramp
             total_weight[..., box[0] : box[1], box[2] : box[3]] += ramp
         return out / total_weight
