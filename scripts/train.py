@@ -330,7 +330,7 @@ def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
     if unexpected or any(not key.startswith("decoder.refine.") for key in missing):
         raise ValueError(f"cannot grow this model: unexpected {unexpected}, missing {missing}")
     for name, conv in grown.decoder.refine.named_modules():
-        if isinstance(conv, torch.nn.Conv2d) and any(f"decoder.refine.{name}.weight" == k for k in missing):
+        if isinstance(conv, torch.nn.Conv2d) and f"decoder.refine.{name}.weight" in missing:
             torch.nn.init.dirac_(conv.weight)
             torch.nn.init.zeros_(conv.bias)
     return grown
