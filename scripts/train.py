@@ -268,6 +268,31 @@ def cpu_threads_per_process() -> int:
     return max(1, available // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def unavailable_tracker(report_to: str) -> str | None:
+    """Why ``--report_to`` cannot log here (its package is not installed), or None.
+
+    Checked before training: accelerate quietly drops a tracker whose package is missing, and the run would die at
+    its last step, logging the validation grid, after all the training was done.
+    """
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    packages = {"tensorboard": ("tensorboard", is_tensorboard_available), "wandb": ("wandb", is_wandb_available)}
+    if report_to not in packages or packages[report_to][1]():
+        return None
+    return (f"--report_to {report_to}: the {packages[report_to][0]} package is not installed, so training logs only to "
+            f"losses.jsonl and validation/ (pip install {packages[report_to][0]} to log there, or pass --report_to none)")
+
+
+def log_validation_images(accelerator: Accelerator, grid: torch.Tensor, step: int) -> None:
+    """The validation grid to TensorBoard, if that tracker runs; a failure to log it never stops training."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard" and hasattr(tracker, "log_images"):
+            try:
+                tracker.log_images({"validation": grid[None].cpu().numpy()}, step=step)
+            except Exception as err:  # the grid is saved as a PNG anyway
+                logger.warning(f"could not log the validation grid to TensorBoard ({type(err).__name__}: {err})")
+
+
 def infinite(loader: DataLoader):
     epoch = 0
     while True:
@@ -444,6 +469,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> None:
     started = time.time()
+    tracker_problem = unavailable_tracker(args.report_to)
+    if tracker_problem:
+        args.report_to = "none"
     accelerator = Accelerator(
         # The data stream is endless (two loaders cycled independently), so accumulation must not re-sync at
         # either loader's epoch end.
@@ -458,6 +486,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         cpu=args.cpu,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if tracker_problem:
+        logger.warning(tracker_problem)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(args.cpu_threads or cpu_threads_per_process())
         logger.info(f"{torch.get_num_threads()} CPU threads per process", main_process_only=True)
@@ -710,8 +740,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             validation_dir = Path(args.output_dir, "validation")
             validation_dir.mkdir(parents=True, exist_ok=True)
             tensor_to_pil(grid).save(validation_dir / f"step-{global_step:07d}.png")
-            if args.report_to in ("tensorboard", "all"):
-                accelerator.get_tracker("tensorboard").log_images({"validation": grid[None].cpu().numpy()}, step=global_step)
+            log_validation_images(accelerator, grid, global_step)
 
         # Any rank's signal stops every rank at the same step (the launcher may signal only some of them).
         stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0

@@ -452,3 +452,20 @@ def test_argument_errors():
         train.parse_args(["--content_dir", "a", "--style_dir", "b", "--checkpointing_steps", "0"])
     assert train.redacted_argv(["--hub_token", "x", "--hub_token=y", "--seed", "1"]) == [
         "--hub_token", "***", "--hub_token=***", "--seed", "1"]
+
+
+def test_missing_tensorboard_falls_back_with_a_warning_before_the_first_step(data, tmp_path):
+    # The default --report_to tensorboard without the package: accelerate drops the tracker quietly, and the run used
+    # to die at its last step (logging the validation grid) after all the training.
+    out = tmp_path / "out"
+    argv = base_args(data, out, "--report_to", "tensorboard", "--validation_steps", "1", steps=2)
+    hide = ("import runpy, sys; sys.modules['tensorboard'] = None; sys.modules['tensorboardX'] = None; "
+            f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", hide, *argv], env=subprocess_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--report_to tensorboard: the tensorboard package is not installed" in result.stderr
+    assert result.stderr.index("not installed") < result.stderr.index("train:")  # before the first step
+    assert [r["step"] for r in read_losses(out)] == [1, 2]
+    assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    HybridStyle.from_pretrained(out)
