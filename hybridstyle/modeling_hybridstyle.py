@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -374,7 +375,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
             weights: how much of each style to fuse (normalised; default equal). Not with ``masks``.
             alpha: style strength in [0, 1]; 0 gives back (a reconstruction of) the content.
             preserve_color: keep the content's colours (only the luminance is stylized).
-            masks: one mask per style, the content's size; white marks where that style paints.
+            masks: one mask per style, the content's size; white marks where that style paints. With one style, the
+                content keeps its own pixels where the mask is black.
             mask_blur: softness of mask edges as a fraction of the image's long side.
             style_scale: the size at which styles are read, relative to the content; larger gives finer strokes.
             method: ``"adain"`` or ``"wct"``.
@@ -425,11 +427,17 @@ class HybridStyle(ModelMixin, ConfigMixin):
         style_tensors = [
             self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)
         ]
-        mask_tensor = None
+        mask_tensor = overlay = None
         if masks is not None:
             stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
             blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
-            mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False).to(device, dtype)
+            if len(styles) == 1:
+                # One style in a region: the style inside, the content's own pixels outside, mixed after decoding at full
+                # resolution (the model's masks share out the whole image among the styles: one would paint everything).
+                overlay = blurred[0, 0].clamp(0, 1)
+            else:
+                mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False)
+                mask_tensor = mask_tensor.to(device, dtype)
 
         if tile and (work_h > tile or work_w > tile):
             style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
@@ -444,6 +452,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
             # went through the working-size resize and back.
             recolored = ops.transfer_luminance(pil_to_tensor(result), pil_to_tensor(content_image))
             result = tensor_to_pil(recolored.clamp(0, 1))
+        if overlay is not None:
+            result = _overlay(content_image, result, overlay)
         return result
 
     def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
@@ -613,6 +623,18 @@ def _blend_window(box: Box, size: tuple[int, int], ramp: int) -> torch.Tensor:
         return weight.clamp_min(1e-3)
 
     return (profile(box[0], box[1], size[0])[:, None] * profile(box[2], box[3], size[1])[None, :])[None, None]
+
+
+def _overlay(content: Image.Image, stylized: Image.Image, mask: torch.Tensor, rows: int = 256) -> Image.Image:
+    """``stylized`` where ``mask`` (H, W) is 1, ``content``'s own pixels where it is 0, a band of rows at a time."""
+    photo, painted = np.asarray(content.convert("RGB")), np.asarray(stylized)
+    out = np.empty_like(painted)
+    for top in range(0, out.shape[0], rows):
+        band = slice(top, top + rows)
+        soft = mask[band].numpy()[..., None]
+        mixed = photo[band] * (1 - soft) + painted[band] * soft
+        out[band] = mixed.round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def _family() -> dict[str, type[HybridStyle]]:

@@ -38,6 +38,20 @@ def test_stylize_writes_the_fused_image_at_the_content_size(files, tmp_path, off
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
 
 
+def test_one_style_with_a_mask_keeps_the_photo_outside_it(files, tmp_path, offline):
+    mask = np.zeros((45, 70), np.uint8)
+    mask[:, :35] = 255
+    Image.fromarray(mask).save(tmp_path / "half.png")
+    out, plain = tmp_path / "masked.png", tmp_path / "plain.png"
+    common = [str(files["content"]), str(files["a"]), "--model", str(files["model"])]
+    assert cli.main(["stylize", *common, "--masks", str(tmp_path / "half.png"), "-o", str(out)]) == 0
+    assert cli.main(["stylize", *common, "-o", str(plain)]) == 0
+    masked, plain = (np.asarray(Image.open(p), dtype=int) for p in (out, plain))
+    photo = np.asarray(Image.open(files["content"]).convert("RGB"), dtype=int)
+    assert np.array_equal(masked[:, 40:], photo[:, 40:])
+    assert np.abs(masked[:, :30] - plain[:, :30]).max() <= 1 and np.abs(plain - photo).mean() > 5
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
