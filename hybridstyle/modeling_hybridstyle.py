@@ -421,7 +421,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError("tiling needs method='adain' (WCT whitens each tile differently); pass tile=0")
 
         device, dtype = self.device, self.dtype
-        work_w, work_h = (max(factor, round(s / factor) * factor) for s in (width, height))
+        # At least two pixels at the coarsest level: the light model's reflection padding needs them.
+        work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
         content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
         style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
         style_tensors = [
@@ -458,8 +459,17 @@ class HybridStyle(ModelMixin, ConfigMixin):
 
     def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
         scale = long_side / max(image.size)
-        size = tuple(max(self.downsample_factor, round(s * scale)) for s in image.size)
-        return pil_to_tensor(image.resize(size, Image.LANCZOS))
+        size = tuple(max(1, round(s * scale)) for s in image.size)
+        tensor = pil_to_tensor(image.resize(size, Image.LANCZOS))
+        # A strip of a style (500x1, 2000x40) is thinner than the encoder's coarsest level needs (two pixels there):
+        # mirror it onto itself up to that side, which keeps its colours and strokes (stretching would smear them).
+        min_side = 2 * self.downsample_factor
+        for dim in (2, 3):
+            if tensor.shape[dim] < min_side:
+                while tensor.shape[dim] < min_side:
+                    tensor = torch.cat([tensor, tensor.flip(dim)], dim)
+                tensor = tensor.narrow(dim, 0, min_side)
+        return tensor
 
     # ---- loading and saving --------------------------------------------------------------------------------------
 

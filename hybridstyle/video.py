@@ -248,7 +248,7 @@ class _FrameStylizer:
         self.smoothing, self.scene_cut, self.temporal_blend = smoothing, scene_cut, temporal_blend
         self.out_size = out_size
         factor = model.downsample_factor
-        self.work_size = tuple(max(factor, round(s / factor) * factor) for s in out_size)
+        self.work_size = tuple(max(2 * factor, round(s / factor) * factor) for s in out_size)  # as stylize's
         # The styles are sized as model.stylize sizes them for one frame, so a frame of the video and the same image
         # stylized alone get the same strokes.
         style_long_side = min(max_size, max(64, round(max(self.work_size) * style_scale)))

