@@ -571,6 +571,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}; "
                 "the folder mixes files of two models: re-save the model with save_pretrained"
             )
+        # NaN or inf weights load without complaint and paint a black (or noise) image: refuse them, naming the tensor.
+        for key, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"the weights in {folder} hold NaN or infinite values (in {key!r}): the model would paint "
+                                 "a black image; re-download it, or save it again from a checkpoint of healthy training")
         model._model_card = _read_model_card(path, kwargs.get("subfolder"))
         return model
 

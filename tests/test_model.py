@@ -145,6 +145,18 @@ def test_damaged_safetensors(saved_tiny: Path, damage) -> None:
         HybridStyle.from_pretrained(saved_tiny)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(saved_tiny: Path, bad: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = saved_tiny / WEIGHTS_NAME
+    state = load_file(weights)
+    state["decoder.layers.1.weight"][0, 0, 0, 0] = bad  # one value is enough to paint a black image
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(in 'decoder.layers.1.weight'\)"):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
 def test_config_of_another_class(tmp_path: Path) -> None:
     MultiScaleDiscriminator(base_channels=4, num_layers=2).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="holds a MultiScaleDiscriminator model, not a HybridStyle; load it with its own class"):
