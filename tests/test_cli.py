@@ -69,6 +69,18 @@ def test_bad_arguments_exit_2_with_a_message_not_a_traceback(files, tmp_path, of
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("change", [{"_class_name": ["HybridStyle"]}, {"block_out_channels": [4, 8, 16, 65536]}])
+def test_a_hostile_model_config_is_an_error_message_not_a_traceback(files, tmp_path, offline, capsys, change):
+    import json
+
+    config_path = files["model"] / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **change}))
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "-o", str(tmp_path / "x.png")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "config.json: " in err and ("_class_name" in err or "block_out_channels" in err) and "Traceback" not in err
+
+
 def test_unreadable_content_names_the_file(files, tmp_path, offline, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
