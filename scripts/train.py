@@ -27,9 +27,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -463,8 +464,76 @@ def main(argv: list[str] | None = None) -> None:
     """Train; ``argv`` defaults to the command line (pass a list to run from Python)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    with StopRequested() as stop:
+    with StopRequested() as stop, output_dir_lock(args.output_dir):
         train(args, argv, stop)
+
+
+LOCK_NAME = ".train.lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    with suppress(OSError):  # a zombie has finished: its lock is stale
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+@contextmanager
+def output_dir_lock(output_dir: str):
+    """Hold ``--output_dir/.train.lock`` (pid and host inside) while training; refuse to start while another run holds it.
+
+    After Ctrl-C under ``accelerate launch`` the launcher exits at once but the trainer goes on for seconds saving its
+    checkpoint; a quick relaunch must not train beside it into the same folder. The lock is an advisory ``flock`` the
+    kernel drops when its process dies, so a lock left by a killed run is stale and taken over. Only the global main
+    process (RANK 0) locks; with several nodes --output_dir is shared and so is the lock.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    path = Path(output_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:  # empty (released) or half written
+            holder = {}
+        holder = holder if isinstance(holder, dict) else {}
+        here = socket.gethostname()
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            busy = False
+        except BlockingIOError:
+            busy = True
+        except (ImportError, OSError):  # no flock here (Windows, some network filesystems): judge by the pid
+            pid = holder.get("pid")
+            busy = isinstance(pid, int) and pid != os.getpid() and (holder.get("host") != here or _process_alive(pid))
+        if busy:
+            raise SystemExit(
+                f"train.py: error: another training run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is "
+                f"using --output_dir {output_dir} (lock {path}). After Ctrl-C it needs a few seconds to save its "
+                "checkpoint: wait for it to exit, then relaunch (with --resume_from_checkpoint latest), or pass another "
+                "--output_dir"
+            )
+        if holder.get("pid") not in (None, os.getpid()):
+            print(f"train.py: taking over the stale lock of pid {holder['pid']} on {holder.get('host', '?')} in "
+                  f"{output_dir} (that run is no longer running)", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": here, "started": time.time()}).encode(), 0)
+        try:
+            yield
+        finally:
+            # Emptied, not deleted: a run opening the file right now must lock the same file as the next one.
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> None:

@@ -469,3 +469,48 @@ def test_missing_tensorboard_falls_back_with_a_warning_before_the_first_step(dat
     assert [r["step"] for r in read_losses(out)] == [1, 2]
     assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-0000001.png", "step-0000002.png"]
     HybridStyle.from_pretrained(out)
+
+
+def test_a_relaunch_refuses_while_the_run_holding_the_output_dir_lives_and_takes_over_a_stale_lock(data, tmp_path):
+    # After Ctrl-C under `accelerate launch` the trainer goes on saving for seconds; a relaunch must not train beside it.
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import train\n"
+         "with train.output_dir_lock(sys.argv[2]):\n    print('locked', flush=True); time.sleep(120)",
+         str(SCRIPT.parent), str(out)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=rf"another training run \(pid {holder.pid} on {socket.gethostname()}\) is "
+                                             rf"using --output_dir {out}"):
+            run(base_args(data, out, steps=1))
+        assert not (out / "losses.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait(30)
+    # The holder is gone (killed: no clean release), so its lock is stale and the next run takes it over.
+    assert json.loads((out / train.LOCK_NAME).read_text())["pid"] == holder.pid
+    run(base_args(data, out, steps=1))
+    assert [r["step"] for r in read_losses(out)] == [1]
+    assert (out / train.LOCK_NAME).read_text() == ""  # released at the end
+
+
+def test_output_dir_lock_without_flock_judges_by_the_pid(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(37, "No locks available")  # some network filesystems
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = tmp_path / train.LOCK_NAME
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(SystemExit, match=f"pid {sleeper.pid} on"):
+            with train.output_dir_lock(str(tmp_path)):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait(30)
+    with train.output_dir_lock(str(tmp_path)):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert f"taking over the stale lock of pid {sleeper.pid}" in capsys.readouterr().err
