@@ -320,7 +320,8 @@ def remove_partial_checkpoints(output_dir: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema) -> None:
+def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema,
+                    elapsed: float = 0.0) -> None:
     """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact.
 
     Every process writes its RNG state into the folder, so all must be done before the main process renames it.
@@ -337,7 +338,8 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
         export_model(model, ema, tmp / "model")
         for i, d in enumerate(discriminators):
             accelerator.unwrap_model(d).save_pretrained(tmp / f"discriminator_{i}")
-        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        # elapsed: seconds of training so far, summed over resumed runs (the model card's wall clock).
+        (tmp / "step.json").write_text(json.dumps({"step": step, "elapsed": round(elapsed, 1)}))
         if final.exists():  # re-saving the same step (a resumed run stopped again at once): never two at a time
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -348,6 +350,27 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
                 shutil.rmtree(old)
         logger.info(f"saved {final}")
     accelerator.wait_for_everyone()
+
+
+def truncate_loss_log(loss_log: Path, step: int) -> None:
+    """Drop the rows after ``step`` from ``losses.jsonl``: the steps a resumed run does again (those after its checkpoint)
+    would otherwise appear twice, and a new run's rows would follow an old run's."""
+    if not loss_log.is_file():
+        return
+    lines = loss_log.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row_step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue  # a row cut short by a kill mid-write
+        if isinstance(row_step, int) and row_step <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        logger.info(f"{loss_log}: kept the {len(kept)} rows up to step {step}, dropped {len(lines) - len(kept)} after it")
+        tmp = loss_log.with_name(loss_log.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, loss_log)
 
 
 def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
@@ -676,7 +699,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             logger.info("no checkpoint found in --output_dir; starting a new run")
         else:
             accelerator.load_state(str(path))
-            global_step = json.loads((path / "step.json").read_text())["step"]
+            saved = json.loads((path / "step.json").read_text())
+            global_step = saved["step"]
+            started -= saved.get("elapsed", 0.0)  # the wall clock goes on from the checkpoint's
             logger.info(f"resumed from {path} at step {global_step}")
             restored_lr = g_scheduler.scheduler.base_lrs[0] if hasattr(g_scheduler, "scheduler") else g_scheduler.base_lrs[0]
             if not math.isclose(restored_lr, args.learning_rate):
@@ -697,6 +722,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     content_batches, style_batches = infinite(content_loader), infinite(style_loader)
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
     loss_log = Path(args.output_dir, "losses.jsonl")
+    if accelerator.is_main_process:
+        truncate_loss_log(loss_log, global_step)
     logs: dict[str, float] = {}
 
     while global_step < args.max_train_steps:
@@ -814,7 +841,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         # Any rank's signal stops every rank at the same step (the launcher may signal only some of them).
         stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0
         if global_step % args.checkpointing_steps == 0 or stop_now:
-            save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
+            save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
         if stop_now:
             logger.info(f"stop requested: saved checkpoint-{global_step}; resume with --resume_from_checkpoint latest")
             progress.close()
@@ -825,7 +852,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     if global_step % args.checkpointing_steps:
         # The last step is resumable too: a later run with a larger --max_train_steps (or other settings, for a
         # coarse-to-fine schedule) continues from here with --resume_from_checkpoint latest.
-        save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
+        save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
     replicas = {"generator": generator_of(model), **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
     check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()

@@ -183,7 +183,8 @@ def test_checkpoint_pruning_keeps_newest_and_clears_partial_saves(data, tmp_path
     assert checkpoint_steps(out) == [3, 4]
     assert not list(out.glob("*.tmp"))
     checkpoint = out / "checkpoint-4"
-    assert json.loads((checkpoint / "step.json").read_text()) == {"step": 4}
+    saved = json.loads((checkpoint / "step.json").read_text())
+    assert saved["step"] == 4 and saved["elapsed"] > 0
     assert HybridStyle.from_pretrained(checkpoint / "model").config.block_out_channels == TINY["block_out_channels"]
     assert (checkpoint / "discriminator_0" / "config.json").is_file()
 
@@ -248,6 +249,22 @@ def test_a_finished_run_continues_with_more_steps_and_new_settings(data, tmp_pat
     assert {r["lr"] for r in read_losses(out)} == {1e-3}
     assert "--learning_rate 0.005 is ignored" in caplog.text
     assert checkpoint_steps(out) == [2, 3, 4, 5]
+
+
+def test_resume_drops_the_repeated_rows_of_the_loss_log_and_sums_the_wall_clock(data, tmp_path):
+    out = tmp_path / "out"
+    run(base_args(data, out, "--checkpointing_steps", "2", steps=4))
+    # As if killed after logging step 4 but before saving its checkpoint (and mid-write of a row): resuming from
+    # checkpoint-2 does steps 3 and 4 again, which used to append them twice (85 rows for 60 steps).
+    shutil.rmtree(out / "checkpoint-4")
+    with (out / "losses.jsonl").open("a") as f:
+        f.write('{"step": 5, "g_lo')
+    step_json = out / "checkpoint-2" / "step.json"
+    step_json.write_text(json.dumps({**json.loads(step_json.read_text()), "elapsed": 7200.0}))  # two hours so far
+    run(base_args(data, out, "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest", steps=4))
+    assert [r["step"] for r in read_losses(out)] == [1, 2, 3, 4]
+    assert 7200 < json.loads((out / "checkpoint-4" / "step.json").read_text())["elapsed"] < 7200 + 600
+    assert "for 4 steps (2.0" in (out / "README.md").read_text()  # hours: the resumed run's minute is added to them
 
 
 def test_resume_errors_on_a_folder_that_is_not_a_checkpoint(data, tmp_path):
