@@ -35,6 +35,8 @@ def _open(source: ImageInput, what: str) -> Image.Image:
         path = os.fspath(source)
         if os.path.isdir(path):
             raise ImageLoadError(f"{what}: {path!r} is a folder; pass the path of one image file inside it")
+        if os.path.exists(path) and not os.path.isfile(path):  # never opened: reading a pipe would wait forever
+            raise ImageLoadError(f"{what}: {path!r} is not a regular file (a pipe, socket or device); pass an image file")
         if not os.path.isfile(path):
             raise ImageLoadError(
                 f"{what}: no such file {path!r}; check the path (relative paths start from {os.getcwd()!r})"

@@ -397,12 +397,18 @@ class HybridStyle(ModelMixin, ConfigMixin):
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:
             raise ValueError("pass at least one style image")
+        alpha = _number(alpha, "alpha", "in [0, 1] (0 = content only, 1 = full style)")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
+        style_scale = _number(style_scale, "style_scale", "> 0 (1 = read styles at the content's size)")
         if not (math.isfinite(style_scale) and style_scale > 0):
             raise ValueError(f"style_scale must be > 0 (1 = read styles at the content's size), got {style_scale}")
+        mask_blur = _number(mask_blur, "mask_blur", "in [0, 1] (a fraction of the image's long side, 0 = hard edges)")
         if not (math.isfinite(mask_blur) and mask_blur >= 0):
             raise ValueError(f"mask_blur must be >= 0 (a fraction of the image's long side, 0 = hard edges), got {mask_blur}")
+        if mask_blur > 1:  # 1 already blurs over the whole image; 1e9 asked for a kernel of terabytes
+            raise ValueError(f"mask_blur is a fraction of the image's long side, at most 1 (0.02 = soft edges), "
+                             f"got {mask_blur:g}")
         if method not in ("adain", "wct"):
             raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
         factor = self.downsample_factor
@@ -747,6 +753,16 @@ def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) 
     except (HfHubHTTPError, ValueError) as err:
         raise OSError(f"could not get {repo_id!r} from the Hugging Face Hub ({err}); check the repo id, revision and "
                       "token, or pass a local model folder") from None
+
+
+def _number(value: object, name: str, expected: str) -> float:
+    """``value`` as a float; a string, None or other non-number is a ValueError saying what ``name`` should be."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a number {expected}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number {expected}, got {_brief(value)}") from None
 
 
 def _is_whole(value: object) -> bool:

@@ -214,6 +214,8 @@ def check_video_job(
     output's (width, height) as the video stores it (a video with a rotation tag is turned when it is read).
     Raises :class:`VideoError` as :func:`stylize_video` would.
     """
+    if size is not None and size < 16:
+        raise ValueError(f"size (--size) is the output's long side in pixels, at least 16; got {size}")
     source_path, target_path = Path(input_path), Path(output_path)
     _check_paths(source_path, target_path)
     with _open_input(source_path) as source:
