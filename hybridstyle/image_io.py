@@ -109,10 +109,11 @@ def _to_rgb(image: Image.Image, what: str = "image") -> Image.Image:
         # 32-bit float greyscale (TIFF): PIL's convert clips 0..1 to 0 and shows a black image. Scaled by its range.
         array = np.asarray(image, dtype=np.float64)
         low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-        if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 65535:
+        # A resampled image over- and undershoots its range a little (0..1 becomes -0.002..1.003): that is clipped.
+        scale = 1.0 if high <= 1.05 else 255.0 if high <= 255 * 1.05 else 65535.0
+        if not (np.isfinite(low) and np.isfinite(high)) or low < -0.05 * scale or high > 65535 * 1.05:
             raise ImageLoadError(f"{what}: a floating-point image with values in [{low:.3g}, {high:.3g}]; save it with "
                                  "values in [0, 1] or as an 8- or 16-bit image")
-        scale = 1.0 if high <= 1 else 255.0 if high <= 255 else 65535.0
         image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: PIL's convert("L") clips instead of scaling, which turns most photos white.

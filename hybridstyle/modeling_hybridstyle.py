@@ -412,8 +412,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
         if method not in ("adain", "wct"):
             raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
         factor = self.downsample_factor
-        if tile is not None and tile != 0 and (tile < 4 * factor or tile % factor):
-            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile}")
+        if not (_is_whole(max_size) and max_size > 0):
+            raise ValueError(f"max_size must be a whole number of pixels (the largest long side accepted), got {max_size!r}")
+        if tile is not None and (not _is_whole(tile) or tile != 0 and (tile < 4 * factor or tile % factor)):
+            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile!r}")
         content_image = load_image(content, "content")
         width, height = content_image.size
         if max(width, height) > max_size:
