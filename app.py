@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from hybridstyle import HybridStyle, ops
+from hybridstyle import HybridStyle
 from hybridstyle.image_io import ImageLoadError, load_image, load_mask
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "hybridstyle" / "examples"
@@ -259,19 +259,6 @@ def _painted_mask(editor: dict | None, size: tuple[int, int]) -> torch.Tensor | 
     return _mask_tensor(Image.fromarray(painted.astype(np.uint8) * 255), size, "painted region")
 
 
-def _overlay(photo: Image.Image, stylized: Image.Image, mask: torch.Tensor) -> Image.Image:
-    """``stylized`` where ``mask`` is 1, ``photo``'s own pixels where it is 0, blended over a narrow feathered edge.
-
-    Mixing in pixel space, after decoding, is what keeps the unpainted area exactly the photo: a feature-space mask
-    (the model's ``masks``) passes the photo through the decoder, which returns a blurred reconstruction, and its
-    wide blur leaves a foggy band along the edge.
-    """
-    sigma = max(1.0, REGION_FEATHER * max(photo.size))
-    soft = ops.gaussian_blur(mask[None, None].float(), sigma)[0, 0].clamp(0, 1).numpy()[..., None]
-    mixed = np.asarray(photo, np.float32) * (1 - soft) + np.asarray(stylized.convert("RGB"), np.float32) * soft
-    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
-
-
 def image_upload(label: str, **kwargs: Any) -> gr.Image:
     """A ``gr.Image`` whose unreadable uploads raise the app's clear ``gr.Error``.
 
@@ -333,7 +320,7 @@ class StyleApp:
             style_scale: size styles are read at relative to the result; larger = finer strokes.
             region: where the first style paints (white), as a mask at any resolution with the content's proportions;
                 the other styles, fused by their weights, paint the rest. With one style the rest is the photo's own
-                pixels: the stylized photo is laid over it through the mask, feathered by ``REGION_FEATHER``.
+                pixels (the model's one-style mask), feathered by ``REGION_FEATHER``.
             progress: Gradio's progress tracker, if any.
             wording: how error messages name the inputs (``UI_WORDS`` or ``API_WORDS``).
         """
@@ -371,11 +358,12 @@ class StyleApp:
                 gr.Warning(wording.region_method)
                 method = "adain"
 
-        overlay = None
+        feather = {}
         if mask is not None and len(images) == 1:
-            # One style in the region: the whole photo is stylized, then laid over the photo through the mask
-            # (_overlay). The painted region asks for style 1, whatever its weight slider says.
-            style_images, fuse, masks, overlay = [images[0]], None, None, mask
+            # One style in the region: the model lays the stylized photo over the photo's own pixels through the mask,
+            # with a narrow feather. The painted region asks for style 1, whatever its weight slider says.
+            style_images, fuse, masks = [images[0]], None, [mask]
+            feather = {"mask_blur": max(REGION_FEATHER, 1 / max(photo.size))}
             names = [f"{_title_for(styles[0][0])} in the painted region", "the photo elsewhere"]
         elif mask is None:
             kept = [(image, w) for image, w in zip(images, weights) if w > 0]
@@ -399,12 +387,10 @@ class StyleApp:
         try:
             result = self.model.stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
-                style_scale=style_scale, method=method, max_size=SIZE_MAX,
+                style_scale=style_scale, method=method, max_size=SIZE_MAX, **feather,
             )
         except (ValueError, ImageLoadError) as err:
             raise _error(str(err)) from None
-        if overlay is not None:
-            result = _overlay(photo, result, overlay)
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")

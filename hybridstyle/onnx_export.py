@@ -315,13 +315,17 @@ class OnnxStylizer:
         # The same working sizes as HybridStyle.stylize: content to the nearest multiples of the factor, style with its
         # long side at the content's (times style_scale), at least 64 px.
         factor = self.downsample_factor
-        work_w, work_h = (max(factor, round(s / factor) * factor) for s in (width, height))
+        work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
         style_image = load_image(style, "style 1")
         long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
         scale = long_side / max(style_image.size)
-        style_size = tuple(max(factor, round(s * scale)) for s in style_image.size)
-        out = self.run(_to_array(content_image.resize((work_w, work_h), Image.LANCZOS)),
-                       _to_array(style_image.resize(style_size, Image.LANCZOS)))
+        style_size = tuple(max(1, round(s * scale)) for s in style_image.size)
+        style_array = _to_array(style_image.resize(style_size, Image.LANCZOS))
+        for axis in (2, 3):  # a thin strip of a style is mirrored onto itself up to the minimum side, as in stylize
+            while style_array.shape[axis] < 2 * factor:
+                style_array = np.concatenate([style_array, np.flip(style_array, axis)], axis)
+            style_array = style_array[:, :, : max(2 * factor, style_size[1]), : max(2 * factor, style_size[0])]
+        out = self.run(_to_array(content_image.resize((work_w, work_h), Image.LANCZOS)), np.ascontiguousarray(style_array))
         result = Image.fromarray((np.clip(out[0], 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0))
         return result if result.size == (width, height) else result.resize((width, height), Image.LANCZOS)
 

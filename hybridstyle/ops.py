@@ -179,7 +179,8 @@ def gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
         raise ValueError(f"blur sigma must be a finite number of pixels (0 = no blur), got {sigma}")
     if sigma <= 0:
         return mask
-    radius = max(1, int(3 * sigma))
+    # Beyond the image the kernel is cropped anyway (below), so it is never built larger than the image.
+    radius = max(1, int(min(3 * sigma, max(mask.shape[2:]))))
     x = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()

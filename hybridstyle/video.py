@@ -214,6 +214,8 @@ def check_video_job(
     output's (width, height) as the video stores it (a video with a rotation tag is turned when it is read).
     Raises :class:`VideoError` as :func:`stylize_video` would.
     """
+    if size is not None and size < 16:
+        raise ValueError(f"size (--size) is the output's long side in pixels, at least 16; got {size}")
     source_path, target_path = Path(input_path), Path(output_path)
     _check_paths(source_path, target_path)
     with _open_input(source_path) as source:
@@ -248,7 +250,7 @@ class _FrameStylizer:
         self.smoothing, self.scene_cut, self.temporal_blend = smoothing, scene_cut, temporal_blend
         self.out_size = out_size
         factor = model.downsample_factor
-        self.work_size = tuple(max(factor, round(s / factor) * factor) for s in out_size)
+        self.work_size = tuple(max(2 * factor, round(s / factor) * factor) for s in out_size)  # as stylize's
         # The styles are sized as model.stylize sizes them for one frame, so a frame of the video and the same image
         # stylized alone get the same strokes.
         style_long_side = min(max_size, max(64, round(max(self.work_size) * style_scale)))

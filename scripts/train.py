@@ -27,9 +27,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -268,6 +269,31 @@ def cpu_threads_per_process() -> int:
     return max(1, available // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def unavailable_tracker(report_to: str) -> str | None:
+    """Why ``--report_to`` cannot log here (its package is not installed), or None.
+
+    Checked before training: accelerate quietly drops a tracker whose package is missing, and the run would die at
+    its last step, logging the validation grid, after all the training was done.
+    """
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    packages = {"tensorboard": ("tensorboard", is_tensorboard_available), "wandb": ("wandb", is_wandb_available)}
+    if report_to not in packages or packages[report_to][1]():
+        return None
+    return (f"--report_to {report_to}: the {packages[report_to][0]} package is not installed, so training logs only to "
+            f"losses.jsonl and validation/ (pip install {packages[report_to][0]} to log there, or pass --report_to none)")
+
+
+def log_validation_images(accelerator: Accelerator, grid: torch.Tensor, step: int) -> None:
+    """The validation grid to TensorBoard, if that tracker runs; a failure to log it never stops training."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard" and hasattr(tracker, "log_images"):
+            try:
+                tracker.log_images({"validation": grid[None].cpu().numpy()}, step=step)
+            except Exception as err:  # the grid is saved as a PNG anyway
+                logger.warning(f"could not log the validation grid to TensorBoard ({type(err).__name__}: {err})")
+
+
 def infinite(loader: DataLoader):
     epoch = 0
     while True:
@@ -294,7 +320,8 @@ def remove_partial_checkpoints(output_dir: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema) -> None:
+def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema,
+                    elapsed: float = 0.0) -> None:
     """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact.
 
     Every process writes its RNG state into the folder, so all must be done before the main process renames it.
@@ -311,7 +338,8 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
         export_model(model, ema, tmp / "model")
         for i, d in enumerate(discriminators):
             accelerator.unwrap_model(d).save_pretrained(tmp / f"discriminator_{i}")
-        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        # elapsed: seconds of training so far, summed over resumed runs (the model card's wall clock).
+        (tmp / "step.json").write_text(json.dumps({"step": step, "elapsed": round(elapsed, 1)}))
         if final.exists():  # re-saving the same step (a resumed run stopped again at once): never two at a time
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -322,6 +350,27 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
                 shutil.rmtree(old)
         logger.info(f"saved {final}")
     accelerator.wait_for_everyone()
+
+
+def truncate_loss_log(loss_log: Path, step: int) -> None:
+    """Drop the rows after ``step`` from ``losses.jsonl``: the steps a resumed run does again (those after its checkpoint)
+    would otherwise appear twice, and a new run's rows would follow an old run's."""
+    if not loss_log.is_file():
+        return
+    lines = loss_log.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row_step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue  # a row cut short by a kill mid-write
+        if isinstance(row_step, int) and row_step <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        logger.info(f"{loss_log}: kept the {len(kept)} rows up to step {step}, dropped {len(lines) - len(kept)} after it")
+        tmp = loss_log.with_name(loss_log.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, loss_log)
 
 
 def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
@@ -438,12 +487,83 @@ def main(argv: list[str] | None = None) -> None:
     """Train; ``argv`` defaults to the command line (pass a list to run from Python)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    with StopRequested() as stop:
+    with StopRequested() as stop, output_dir_lock(args.output_dir):
         train(args, argv, stop)
+
+
+LOCK_NAME = ".train.lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    with suppress(OSError):  # a zombie has finished: its lock is stale
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+@contextmanager
+def output_dir_lock(output_dir: str):
+    """Hold ``--output_dir/.train.lock`` (pid and host inside) while training; refuse to start while another run holds it.
+
+    After Ctrl-C under ``accelerate launch`` the launcher exits at once but the trainer goes on for seconds saving its
+    checkpoint; a quick relaunch must not train beside it into the same folder. The lock is an advisory ``flock`` the
+    kernel drops when its process dies, so a lock left by a killed run is stale and taken over. Only the global main
+    process (RANK 0) locks; with several nodes --output_dir is shared and so is the lock.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    path = Path(output_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:  # empty (released) or half written
+            holder = {}
+        holder = holder if isinstance(holder, dict) else {}
+        here = socket.gethostname()
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            busy = False
+        except BlockingIOError:
+            busy = True
+        except (ImportError, OSError):  # no flock here (Windows, some network filesystems): judge by the pid
+            pid = holder.get("pid")
+            busy = isinstance(pid, int) and pid != os.getpid() and (holder.get("host") != here or _process_alive(pid))
+        if busy:
+            raise SystemExit(
+                f"train.py: error: another training run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is "
+                f"using --output_dir {output_dir} (lock {path}). After Ctrl-C it needs a few seconds to save its "
+                "checkpoint: wait for it to exit, then relaunch (with --resume_from_checkpoint latest), or pass another "
+                "--output_dir"
+            )
+        if holder.get("pid") not in (None, os.getpid()):
+            print(f"train.py: taking over the stale lock of pid {holder['pid']} on {holder.get('host', '?')} in "
+                  f"{output_dir} (that run is no longer running)", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": here, "started": time.time()}).encode(), 0)
+        try:
+            yield
+        finally:
+            # Emptied, not deleted: a run opening the file right now must lock the same file as the next one.
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> None:
     started = time.time()
+    tracker_problem = unavailable_tracker(args.report_to)
+    if tracker_problem:
+        args.report_to = "none"
     accelerator = Accelerator(
         # The data stream is endless (two loaders cycled independently), so accumulation must not re-sync at
         # either loader's epoch end.
@@ -458,6 +578,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         cpu=args.cpu,
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if tracker_problem:
+        logger.warning(tracker_problem)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(args.cpu_threads or cpu_threads_per_process())
         logger.info(f"{torch.get_num_threads()} CPU threads per process", main_process_only=True)
@@ -577,7 +699,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             logger.info("no checkpoint found in --output_dir; starting a new run")
         else:
             accelerator.load_state(str(path))
-            global_step = json.loads((path / "step.json").read_text())["step"]
+            saved = json.loads((path / "step.json").read_text())
+            global_step = saved["step"]
+            started -= saved.get("elapsed", 0.0)  # the wall clock goes on from the checkpoint's
             logger.info(f"resumed from {path} at step {global_step}")
             restored_lr = g_scheduler.scheduler.base_lrs[0] if hasattr(g_scheduler, "scheduler") else g_scheduler.base_lrs[0]
             if not math.isclose(restored_lr, args.learning_rate):
@@ -598,6 +722,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     content_batches, style_batches = infinite(content_loader), infinite(style_loader)
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
     loss_log = Path(args.output_dir, "losses.jsonl")
+    if accelerator.is_main_process:
+        truncate_loss_log(loss_log, global_step)
     logs: dict[str, float] = {}
 
     while global_step < args.max_train_steps:
@@ -710,13 +836,12 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             validation_dir = Path(args.output_dir, "validation")
             validation_dir.mkdir(parents=True, exist_ok=True)
             tensor_to_pil(grid).save(validation_dir / f"step-{global_step:07d}.png")
-            if args.report_to in ("tensorboard", "all"):
-                accelerator.get_tracker("tensorboard").log_images({"validation": grid[None].cpu().numpy()}, step=global_step)
+            log_validation_images(accelerator, grid, global_step)
 
         # Any rank's signal stops every rank at the same step (the launcher may signal only some of them).
         stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0
         if global_step % args.checkpointing_steps == 0 or stop_now:
-            save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
+            save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
         if stop_now:
             logger.info(f"stop requested: saved checkpoint-{global_step}; resume with --resume_from_checkpoint latest")
             progress.close()
@@ -727,7 +852,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     if global_step % args.checkpointing_steps:
         # The last step is resumable too: a later run with a larger --max_train_steps (or other settings, for a
         # coarse-to-fine schedule) continues from here with --resume_from_checkpoint latest.
-        save_checkpoint(accelerator, args, global_step, model, discriminators, ema)
+        save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
     replicas = {"generator": generator_of(model), **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
     check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()

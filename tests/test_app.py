@@ -599,3 +599,16 @@ def test_eight_simultaneous_requests_all_succeed(server, images):
     failures = {i: r for i, r in results.items() if not isinstance(r, Image.Image)}
     assert not failures
     assert all(results[i].size == ((128, 85) if i % 2 == 0 else (160, 107)) for i in range(8))
+
+
+def test_api_stylizes_thin_styles_with_the_light_model(images, tmp_path):
+    # A 500x1 or 2000x40 style crashed inside torch with the default (light) model; now it is mirrored up to size.
+    from hybridstyle import HybridStyleFast
+
+    torch.manual_seed(0)
+    fast_app = app.StyleApp(HybridStyleFast(block_out_channels=(4, 8, 16, 32)), tmp_path)
+    for size in [(500, 1), (2000, 40), (1, 500)]:
+        path = tmp_path / f"strip_{size[0]}x{size[1]}.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        result = fast_app.api(images["content"], [str(path)], size=128)
+        assert result.size == (128, 85)

@@ -38,6 +38,20 @@ def test_stylize_writes_the_fused_image_at_the_content_size(files, tmp_path, off
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
 
 
+def test_one_style_with_a_mask_keeps_the_photo_outside_it(files, tmp_path, offline):
+    mask = np.zeros((45, 70), np.uint8)
+    mask[:, :35] = 255
+    Image.fromarray(mask).save(tmp_path / "half.png")
+    out, plain = tmp_path / "masked.png", tmp_path / "plain.png"
+    common = [str(files["content"]), str(files["a"]), "--model", str(files["model"])]
+    assert cli.main(["stylize", *common, "--masks", str(tmp_path / "half.png"), "-o", str(out)]) == 0
+    assert cli.main(["stylize", *common, "-o", str(plain)]) == 0
+    masked, plain = (np.asarray(Image.open(p), dtype=int) for p in (out, plain))
+    photo = np.asarray(Image.open(files["content"]).convert("RGB"), dtype=int)
+    assert np.array_equal(masked[:, 40:], photo[:, 40:])
+    assert np.abs(masked[:, :30] - plain[:, :30]).max() <= 1 and np.abs(plain - photo).mean() > 5
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -53,6 +67,18 @@ def test_bad_arguments_exit_2_with_a_message_not_a_traceback(files, tmp_path, of
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("change", [{"_class_name": ["HybridStyle"]}, {"block_out_channels": [4, 8, 16, 65536]}])
+def test_a_hostile_model_config_is_an_error_message_not_a_traceback(files, tmp_path, offline, capsys, change):
+    import json
+
+    config_path = files["model"] / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **change}))
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "-o", str(tmp_path / "x.png")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "config.json: " in err and ("_class_name" in err or "block_out_channels" in err) and "Traceback" not in err
 
 
 def test_unreadable_content_names_the_file(files, tmp_path, offline, capsys):

@@ -179,6 +179,26 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert _rgb(load_image(Image.fromarray(dark)))[..., 0].max() <= 1
 
 
+def test_float_and_16_bit_tiffs_are_scaled_by_their_range(tmp_path: Path) -> None:
+    # A float32 TIFF (mode "F", values 0..1, as scientific and HDR tools write) used to read as a black image.
+    ramp = np.linspace(0, 1, 64 * 16, dtype=np.float32).reshape(16, 64)
+    Image.fromarray(ramp).save(tmp_path / "float.tif")
+    with Image.open(tmp_path / "float.tif") as opened:
+        assert opened.mode == "F"
+    np.testing.assert_allclose(_rgb(load_image(tmp_path / "float.tif"))[..., 0], ramp * 255, atol=0.51)
+    np.testing.assert_allclose(load_mask(tmp_path / "float.tif", (64, 16)).numpy(), ramp, atol=0.5 / 255 + 1e-6)
+    Image.fromarray(ramp * 255).save(tmp_path / "float255.tif")  # 0..255 floats are 8-bit values
+    np.testing.assert_allclose(_rgb(load_image(tmp_path / "float255.tif"))[..., 0], ramp * 255, atol=0.51)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "grey16.tif")
+    with Image.open(tmp_path / "grey16.tif") as opened:
+        assert opened.mode.startswith("I;16")
+    np.testing.assert_allclose(_rgb(load_image(tmp_path / "grey16.tif"))[..., 0], ramp * 255, atol=1)
+    for name, values in {"nan": np.full((8, 8), np.nan, np.float32), "negative": ramp - 0.5}.items():
+        Image.fromarray(values.astype(np.float32)).save(tmp_path / f"{name}.tif")
+        with pytest.raises(ImageLoadError, match=r"style 2: a floating-point image with values in .*values in \[0, 1\]"):
+            load_image(tmp_path / f"{name}.tif", "style 2")
+
+
 def test_exif_rotated_jpeg(tmp_path: Path) -> None:
     image = make_image(60, 40)
     exif = Image.Exif()

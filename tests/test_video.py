@@ -385,7 +385,8 @@ def test_cli_video_command(model, style, clip, tmp_path, capsys, offline):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["-o", "{tmp}/out.gif"], r"name it \.mp4"), (["-o", "{tmp}/out.mp4", "--max-size", "32"], "--size 32"),
-     (["-o", "{tmp}/out.mp4", "--device", "cuda:7"], "--device cuda:7")],
+     (["-o", "{tmp}/out.mp4", "--device", "cuda:7"], "--device cuda:7"),
+     (["-o", "{tmp}/out.mp4", "--size", "0"], r"size \(--size\) is the output's long side in pixels, at least 16; got 0")],
 )
 def test_cli_checks_before_loading_the_model(argv, message, style, clip, tmp_path, capsys):
     """The model folder does not exist: these errors must come first, from checks that need no model."""
