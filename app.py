@@ -17,6 +17,7 @@ API (gradio_client), endpoint ``/stylize``::
 """
 
 import csv
+import json
 import math
 import os
 import re
@@ -443,8 +444,11 @@ class StyleApp:
         if size > SLOW_SIZE:
             slower = (size / SIZE_DEFAULT) ** 2
             gr.Warning(f"{size} px takes about {slower:.0f}x as long as {SIZE_DEFAULT} px on a CPU; please be patient.")
+        # The painting itself decides, as it is when Stylize is pressed: a stroke made just before counts (a checkbox
+        # ticked by the editor's input event came seconds late). region_on is the visitor's opt-out, nothing else.
+        painted = _is_painted(editor)
         region, photo = None, content
-        if region_on:
+        if region_on and painted:
             if not slots:
                 raise _error(NO_STYLE)
             try:
@@ -452,10 +456,9 @@ class StyleApp:
             except ImageLoadError as err:
                 raise _error(str(err)) from None
             region = _painted_mask(editor, _fit_long_side(*photo.size, size))
-            if region is None:
-                gr.Warning("Region styles is on but nothing is painted: styling the whole photo. Paint over the photo in "
-                           "'Region styles' to choose where style 1 goes.")
         photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress)
+        if painted and not region_on:
+            status += " · the painted region is not used: tick 'Use the painted region' to use it"
         stem = Path(content).stem if isinstance(content, str) else "photo"
         return (photo, result), self.save_png(result, f"{stem}_stylized"), status
 
@@ -481,18 +484,9 @@ class StyleApp:
         return [gr.skip()] * len(slots)
 
     @staticmethod
-    def content_to_editor(content: str | None) -> tuple[str | None, bool]:
-        """Show the content photo under the region brush, and turn regions off: the new photo starts unpainted."""
-        return content, False
-
-    @staticmethod
-    def region_from_painting(editor: dict | None) -> Any:
-        """The editor's input event: painting turns regions on; anything else leaves the checkbox alone.
-
-        The editor also reports input when it merely shows a new photo (with the Region accordion open), so the
-        layers are looked at, not the event: otherwise every upload ticked the box by itself.
-        """
-        return True if _is_painted(editor) else gr.skip()
+    def content_to_editor(content: str | None) -> str | None:
+        """Show the content photo under the region brush (the new photo starts unpainted)."""
+        return content
 
     @staticmethod
     def check_upload(payload: dict | None, label: str) -> Any:
@@ -556,7 +550,57 @@ THEME = gr.themes.Soft(
 CSS = """
 #style-slots .image-container img { object-fit: contain; }
 #status { min-height: 2em; }
+/* Style slots: the "Style N" label and the clear button float over the top of the slot, so the thumbnail starts below
+   them; an empty slot says what to do in a few words (Gradio's "Drop Image Here - or - Click to Upload" is cut). */
+#style-slots .image-frame { padding-top: 36px; box-sizing: border-box; }
+#style-slots [id^=style] > button.upload-container { padding-top: 30px; box-sizing: border-box; }
+#style-slots [data-testid="upload-text"] { font-size: 0; }
+#style-slots [data-testid="upload-text"]::after { content: "Drop an image or click"; font-size: var(--text-md); }
+/* Weight sliders: the column is narrower than a block's 160 px minimum, which pushed the handle past the clipped
+   right edge; the number box shows the value, so the 0 and 1 end labels go too. */
+#style-slots .block { min-width: 0 !important; }
+#style-slots .slider_input_container .min_value, #style-slots .slider_input_container .max_value { display: none; }
+/* Artworks gallery: every row shown (no scroll box), the label above the thumbnails, and whole captions under the
+   pictures (cut captions made both "Van Gogh, ..." the same); two columns on a phone. */
+#gallery, #gallery .grid-wrap { height: auto !important; max-height: none !important; overflow: visible !important; }
+#gallery > label[data-testid="block-label"] { position: static; margin-bottom: 4px; }
+#gallery .grid-container { padding-top: 0; grid-template-rows: none; grid-auto-rows: auto; }
+#gallery .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#gallery .thumbnail-item > img { height: 100px; flex: none; }
+#gallery .caption-label { position: static; max-width: none; white-space: normal; text-overflow: clip; overflow: visible;
+  border: 0; border-radius: 0; text-align: center; line-height: 1.25; }
+@media (max-width: 640px) { #gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+/* A refused input is said once, in the error toast: no red "Error" badge over the result, status and download boxes,
+   which the visitor did not touch (Gradio marks every output of a failed event). */
+#result [data-testid="status-tracker"]:has(> .error), #status [data-testid="status-tracker"]:has(> .error),
+#download [data-testid="status-tracker"]:has(> .error) { display: none; }
 """
+# Gradio's page refuses a file that is not an image before it reaches the server, with a toast ("Invalid file type:
+# notes.txt. Only image/* allowed.") that names neither the slot nor what to use instead: it is reworded like the
+# server's own upload check ("Style 1: 'notes.jpg' is not an image ..."), with the slot that the file was given to.
+JS = """
+() => {
+  let slot = null;
+  const remember = (event) => {
+    const block = event.target instanceof Element ? event.target.closest(".block[id]") : null;
+    const label = block ? block.querySelector('[data-testid="block-label"]') : null;
+    slot = label ? label.textContent.trim() : null;
+  };
+  document.addEventListener("change", remember, true);
+  document.addEventListener("drop", remember, true);
+  const reword = () => {
+    for (const text of document.querySelectorAll('[data-testid="toast-text"]')) {
+      const refused = /^Invalid file types?: (.*)\\. Only .* allowed\\.$/.exec(text.textContent.trim());
+      if (refused) {
+        const names = refused[1].split(", ").map((name) => "'" + name + "'").join(", ");
+        text.textContent = (slot ? slot + ": " : "") + names + " is not an image; " + IMAGE_FORMATS + ".";
+      }
+    }
+  };
+  new MutationObserver(reword).observe(document.body, {childList: true, subtree: true, characterData: true});
+  document.documentElement.dataset.hybridstyle = "ready";  // for tests: the listeners are in place
+}
+""".replace("IMAGE_FORMATS", json.dumps(IMAGE_FORMATS))
 
 INTRO = """# HybridStyle: paint your photo in the style of artworks
 **1.** Add a content photo (upload, paste or webcam). **2.** Click artworks in the gallery or upload your own style
@@ -593,13 +637,15 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 with gr.Row(elem_id="style-slots"):
                     for i in range(MAX_STYLES):
                         with gr.Column(min_width=110):
-                            slots.append(image_upload(label=f"Style {i + 1}", type="filepath", image_mode=None, height=130,
-                                                      sources=["upload", "clipboard"], elem_id=f"style{i + 1}"))
+                            slots.append(image_upload(label=f"Style {i + 1}", type="filepath", image_mode=None, height=160,
+                                                      sources=["upload", "clipboard"], elem_id=f"style{i + 1}",
+                                                      buttons=[]))  # no fullscreen button over the thumbnail
                             # Unique labels: the examples table keys its columns by label (duplicates break its rendering).
                             weights.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight {i + 1}",
                                                      elem_id=f"weight{i + 1}"))
                 gallery = gr.Gallery(style_gallery, label="Artworks: click one to put it in the first empty slot",
-                                     columns=4, height=280, allow_preview=False, object_fit="cover", elem_id="gallery")
+                                     columns=4, height="auto", allow_preview=False, object_fit="cover", elem_id="gallery",
+                                     buttons=[])
                 with gr.Row():
                     clear_styles = gr.Button("Clear styles", size="sm", variant="secondary")
                 with gr.Accordion("3 · Settings", open=True):
@@ -614,9 +660,12 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                         style_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="Style scale",
                                                 info="larger = finer brush strokes")
                 with gr.Accordion("Region styles: paint where style 1 goes", open=False):
-                    region_on = gr.Checkbox(False, label="Use the painted region",
-                                            info="style 1 paints the region; the other styles (fused) paint the rest, "
-                                                 "or with one style the rest keeps the photo")
+                    # Ticked: whatever is painted when Stylize is pressed is used; unticking stylizes the whole photo
+                    # and keeps the painting (to compare without repainting).
+                    region_on = gr.Checkbox(True, label="Use the painted region",
+                                            info="style 1 paints where you paint; the other styles (fused) paint the "
+                                                 "rest, or with one style the rest keeps the photo. Untick to stylize "
+                                                 "the whole photo and keep the painting")
                     editor = gr.ImageEditor(label="Paint over the photo", type="pil", sources=[], transforms=(),
                                             layers=False, brush=gr.Brush(colors=["#ff40a0"], color_mode="fixed"),
                                             height=360, placeholder="Add a content photo first", elem_id="region")
@@ -643,11 +692,7 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
             # concurrency limit, because a check must not wait behind a stylization.
             upload.upload(partial(app.check_upload, label=upload.label), upload, upload, preprocess=False,
                           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-        content.change(app.content_to_editor, content, [editor, region_on], api_visibility="private", queue=False)
-        # Painting is a clear sign the visitor wants regions; the checkbox still turns them off without erasing.
-        # always_last: a stroke made while an earlier input event is pending must still be looked at.
-        editor.input(app.region_from_painting, editor, region_on, api_visibility="private", queue=False,
-                     trigger_mode="always_last", show_progress="hidden")
+        content.change(app.content_to_editor, content, editor, api_visibility="private", queue=False)
 
         photos = {Path(e.path).stem: e.path for e in EXAMPLES["content"]}
         arts = {Path(e.path).stem: e.path for e in EXAMPLES["styles"]}
@@ -703,7 +748,7 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
     # Each stylization already uses every core (torch threads), so running several at once only adds memory.
     concurrency = int(os.environ.get("HYBRIDSTYLE_CONCURRENCY", "1"))
     demo.queue(default_concurrency_limit=concurrency, max_size=int(os.environ.get("HYBRIDSTYLE_QUEUE_SIZE", "64")))
-    options = dict(theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE, allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
+    options = dict(theme=THEME, css=CSS, js=JS, max_file_size=MAX_FILE_SIZE, allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
     options.update(kwargs)
     return demo.launch(**options)
 

@@ -204,14 +204,26 @@ def test_region_mask_is_resized_to_the_output(style_app, images):
     assert small.size == (128, 85)
 
 
-def test_empty_painting_warns_and_styles_the_whole_photo(style_app, images):
+def test_nothing_painted_styles_the_whole_photo(style_app, images, recwarn):
+    # "Use the painted region" is ticked from the start: with nothing painted the whole photo is stylized, silently.
     content, red, blue = images["content"], images["red"], images["blue"]
     fused = pixels(run(style_app, content, [red, blue])[0][1])
-    with pytest.warns(UserWarning, match="nothing is painted"):
-        (_, result), _, _ = run(style_app, content, [red, blue], region_on=True, editor=editor_value(False))
-    assert np.array_equal(pixels(result), fused)
-    with pytest.warns(UserWarning, match="nothing is painted"):
-        run(style_app, content, [red], region_on=True, editor=None)
+    (_, result), _, status = run(style_app, content, [red, blue], region_on=True, editor=editor_value(False))
+    assert np.array_equal(pixels(result), fused) and "painted" not in status
+    (_, result), _, status = run(style_app, content, [red], region_on=True, editor=None)
+    assert "100%" in status and not recwarn.list
+
+
+def test_the_painting_decides_and_unticking_is_an_opt_out(style_app, images):
+    # The painting as it is at submit time decides (no checkbox ticked seconds later by an event); unticking keeps
+    # the painting, stylizes the whole photo and says so.
+    content, red, blue = images["content"], images["red"], images["blue"]
+    (_, regional), _, status = run(style_app, content, [red, blue], region_on=True, editor=editor_value(True))
+    assert "in the painted region" in status
+    (_, whole), _, status = run(style_app, content, [red, blue], region_on=False, editor=editor_value(True))
+    assert np.array_equal(pixels(whole), pixels(run(style_app, content, [red, blue])[0][1]))
+    assert "the painted region is not used: tick 'Use the painted region' to use it" in status
+    assert not np.array_equal(pixels(whole), pixels(regional))
 
 
 def test_region_with_wct_warns_and_uses_adain(style_app, images):
@@ -354,14 +366,14 @@ def is_skip(update) -> bool:
     return update == gr.skip()
 
 
-def test_only_painting_ticks_the_region_box():
-    # The editor reports input when it merely shows a new photo: that must leave the box alone (it used to tick it).
-    photo_only = {"background": Image.new("RGB", (192, 128)), "layers": [], "composite": Image.new("RGB", (192, 128))}
-    for unpainted in (None, photo_only, editor_value(painted_left=False)):
-        assert is_skip(app.StyleApp.region_from_painting(unpainted))
-    assert app.StyleApp.region_from_painting(editor_value(painted_left=True)) is True
-    # A new photo starts unpainted, so a box ticked by painting the last photo is cleared.
-    assert app.StyleApp.content_to_editor("photo.jpg") == ("photo.jpg", False)
+def test_a_new_photo_goes_under_the_brush_and_leaves_the_region_box_alone(tmp_path):
+    # The box is the visitor's own choice, ticked from the start: no event ticks or unticks it.
+    assert app.StyleApp.content_to_editor("photo.jpg") == "photo.jpg"
+    demo = app.build_demo(tiny_model(), tmp_path)
+    region_on = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Use the painted region")
+    assert region_on.value is True
+    targets = {id(block) for dep in demo.fns.values() for block in dep.outputs}
+    assert id(region_on) not in targets
 
 
 @pytest.mark.parametrize(("name", "expected"), [("not_image", "Style 2: 'notes.jpg' is not an image"),

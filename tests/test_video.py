@@ -439,3 +439,30 @@ def test_import_is_cheap():
 
     code = "import sys, hybridstyle.video; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_help_says_what_each_flag_does_and_its_real_default(capsys):
+    """``hybridstyle video --help``: the negative flags say what they do (not "(default: True)", the value of their
+    destination), every default is stated once and correctly, and none reads "None"."""
+    parser = argparse.ArgumentParser(prog="hybridstyle")
+    add_video_command(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["video", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+    assert "None" not in text and "default: True" not in text and "default: False" not in text
+    for flag, says in {
+        "--no-audio": "write the video without sound; without it, the input's first audio track is copied",
+        "--no-stabilize": "stylize each frame on its own (flickers more); without it, each frame's statistics are "
+                          "smoothed over time",
+        "--size SIZE": "long side to stylize and write at (default: the input's size)",
+        "--model MODEL": "model folder, bundled name or Hub id (default: the bundled model)",
+        "--crf CRF": "H.264 quality, 0-51, lower is better (default 18)",
+        "--max-size MAX_SIZE": "largest long side accepted (default 2048)",
+        "--smoothing SMOOTHING": "weight of the past in the moving average, in [0, 1) (default 0.9)",
+        "--temporal-blend TEMPORAL_BLEND": "keep this much of the previous output where the input did not move, in "
+                                           "[0, 1) (default 0: off)",
+        "--dtype {float32,float16,bfloat16}": "compute dtype (default float32",
+    }.items():
+        assert f"{flag} {says}" in text, flag
+    # One default per flag: no "(default: X) (default: X)" doubles.
+    assert not re.search(r"\(default[^)]*\)\s*\(default", text)
