@@ -14,6 +14,8 @@ API (gradio_client), endpoint ``/stylize``::
     client = Client("http://127.0.0.1:7860/")
     png_path = client.predict(content=handle_file("photo.jpg"), styles=[handle_file("a.jpg"), handle_file("b.jpg")],
                               weights=[0.7, 0.3], alpha=1.0, preserve_color=False, size=512, api_name="/stylize")
+
+``quality="balanced"`` or ``"best"`` refines the result by optimisation (slower); the default ``"fast"`` does not.
 """
 
 import csv
@@ -45,6 +47,8 @@ SIZE_MIN, SIZE_MAX, SIZE_DEFAULT = 128, 1536, 512
 SLOW_SIZE = 1024
 MAX_FILE_SIZE = "20mb"
 METHODS = ("adain", "wct")
+# The quality dial (HybridStyle.stylize(quality=...)): the feed-forward output, or refined by optimisation in VGG19.
+QUALITIES = ("fast", "balanced", "best")
 # Finished PNGs are kept this long for the download link, then removed by the next request.
 OUTPUT_TTL_SECONDS = 3600
 # With one style and a region, the stylized photo is laid over the original through the region mask, blurred by this
@@ -308,6 +312,7 @@ class StyleApp:
         region: torch.Tensor | Image.Image | str | None = None,
         progress: gr.Progress | None = None,
         wording: Wording = UI_WORDS,
+        quality: str = "fast",
     ) -> tuple[Image.Image, Image.Image, str]:
         """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
 
@@ -324,6 +329,8 @@ class StyleApp:
                 pixels (the model's one-style mask), feathered by ``REGION_FEATHER``.
             progress: Gradio's progress tracker, if any.
             wording: how error messages name the inputs (``UI_WORDS`` or ``API_WORDS``).
+            quality: one of ``QUALITIES``: ``"fast"`` is the feed-forward output; ``"balanced"`` and ``"best"`` refine
+                it by optimisation (seconds to a minute on a CPU), reporting each step to ``progress``.
         """
         report = progress or (lambda *args, **kwargs: None)
         started = time.perf_counter()
@@ -336,6 +343,8 @@ class StyleApp:
         style_scale = _check_number(style_scale, wording.style_scale, 0.25, 4)
         if method not in METHODS:
             raise _error(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if quality not in QUALITIES:
+            raise _error(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
         weights = [_check_number(w, wording.weight.format(n=i + 1, i=i), 0, 1e6) for i, (_, w) in enumerate(styles)]
 
         report(0.05, desc="Reading images")
@@ -388,13 +397,15 @@ class StyleApp:
         try:
             result = self.model.stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
-                style_scale=style_scale, method=method, max_size=SIZE_MAX, **feather,
+                style_scale=style_scale, method=method, max_size=SIZE_MAX, quality=quality, **feather,
+                callback=lambda step, total, _: report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}"),
             )
         except (ValueError, ImageLoadError) as err:
             raise _error(str(err)) from None
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
+        settings += f" · quality {quality}" if quality != "fast" else ""
         status = f"**{result.width}x{result.height}** in {seconds:.1f} s · {settings} · {', '.join(names)}"
         return photo, result, status
 
@@ -434,6 +445,7 @@ class StyleApp:
         style_scale: float,
         region_on: bool,
         editor: dict | None,
+        quality: str = "fast",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
     ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
         """The Stylize button: returns (content, result) for the slider, the PNG path and a status line."""
@@ -456,7 +468,8 @@ class StyleApp:
             except ImageLoadError as err:
                 raise _error(str(err)) from None
             region = _painted_mask(editor, _fit_long_side(*photo.size, size))
-        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress)
+        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress,
+                                             quality=quality)
         if painted and not region_on:
             status += " · the painted region is not used: tick 'Use the painted region' to use it"
         stem = Path(content).stem if isinstance(content, str) else "photo"
@@ -527,17 +540,20 @@ class StyleApp:
         size: int = SIZE_DEFAULT,
         mask: str | None = None,
         method: str = "adain",
+        quality: str = "fast",
     ) -> Image.Image:
         """``/stylize``: content image file, style image files (fused by weights), settings; returns a PNG.
 
         ``weights`` is a list (or comma-separated string) with one number per style, default equal. ``mask`` is an
         optional image with the content's proportions: white is where the first style paints, the other styles paint
-        the rest (with one style, the rest keeps the photo).
+        the rest (with one style, the rest keeps the photo). ``quality``: ``"fast"`` (default), ``"balanced"`` or
+        ``"best"`` (refined by optimisation: slower).
         """
         styles = [s for s in (styles or []) if s]
         weighted = list(zip(styles, _parse_weights(weights, len(styles)))) if styles else []
         region = mask if mask else None
-        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS)[1]
+        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS,
+                            quality=quality or "fast")[1]
 
 
 THEME = gr.themes.Soft(
@@ -659,6 +675,9 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                                           info="AdaIN: fast; WCT: full colour statistics, slower")
                         style_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="Style scale",
                                                 info="larger = finer brush strokes")
+                    quality = gr.Radio(list(QUALITIES), value="fast", label="Speed / Quality", elem_id="quality",
+                                       info="fast: instant; balanced and best refine the result (about 20 s and a "
+                                            "minute at 512 px)")
                 with gr.Accordion("Region styles: paint where style 1 goes", open=False):
                     # Ticked: whatever is painted when Stylize is pressed is used; unticking stylizes the whole photo
                     # and keeps the painting (to compare without repainting).
@@ -677,7 +696,7 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 status = gr.Markdown(elem_id="status")
                 download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
 
-        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor]
+        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor, quality]
         # Stylize is disabled from the click until the run ends, so repeated clicks cannot queue duplicates; the old
         # status goes at once, so a failed run never shows the previous success.
         stylizing = run.click(app.busy, None, [run, status], api_visibility="private", queue=False).then(
@@ -727,10 +746,12 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
             api_size = gr.Number(SIZE_DEFAULT, label="size", precision=0)
             api_mask = gr.File(label="mask", file_types=["image"])
             api_method = gr.Textbox("adain", label="method")
+            api_quality = gr.Textbox("fast", label="quality")
             api_result = gr.Image(type="pil", format="png", label="result")
             api_button = gr.Button("api")
         api_button.click(
-            app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method],
+            app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method,
+                      api_quality],
             api_result, api_name="stylize", concurrency_id="stylize",
             api_description="Stylize a content image with one or more style images (fused by weights); returns a PNG.",
         )

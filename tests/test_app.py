@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402  (app.py lives at the repo root, beside the package, as a Space needs)
-from hybridstyle import HybridStyle, image_io, ops  # noqa: E402
+from hybridstyle import HybridStyle, image_io, ops, refine  # noqa: E402
 
 
 def tiny_model() -> HybridStyle:
@@ -526,7 +526,9 @@ def call_api(client, content, styles, **kwargs) -> Image.Image:
 def test_api_lists_the_stylize_endpoint(client):
     info = client.view_api(return_format="dict", print_info=False)
     params = [p["parameter_name"] for p in info["named_endpoints"]["/stylize"]["parameters"]]
-    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method"]
+    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method", "quality"]
+    quality = info["named_endpoints"]["/stylize"]["parameters"][-1]
+    assert quality["parameter_has_default"] and quality["parameter_default"] == "fast"
 
 
 def test_client_one_style(client, images):
@@ -540,6 +542,14 @@ def test_client_two_fused_styles(client, style_app, images):
     # The server runs its own tiny model with the same seed: results match the direct call exactly.
     assert np.array_equal(pixels(fused), pixels(style_app.api(content, [red, blue], [0.7, 0.3], size=192)))
     assert np.abs(pixels(fused) - pixels(call_api(client, content, [red], size=192))).mean() > 1
+
+
+def test_client_quality_refines_and_old_calls_stay_fast(client, style_app, images):
+    content, red = images["content"], images["red"]
+    old_call = call_api(client, content, [red], size=128)  # no quality: as before the dial existed
+    assert np.array_equal(pixels(old_call), pixels(style_app.api(content, [red], size=128, quality="fast")))
+    refined = call_api(client, content, [red], size=128, quality="balanced")
+    assert refined.size == (128, 85) and np.abs(pixels(refined) - pixels(old_call)).mean() > 1
 
 
 def test_client_mask(client, images):
@@ -624,3 +634,44 @@ def test_api_stylizes_thin_styles_with_the_light_model(images, tmp_path):
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
         result = fast_app.api(images["content"], [str(path)], size=128)
         assert result.size == (128, 85)
+
+
+# ---- issue 14: the Speed / Quality control --------------------------------------------------------------------------
+
+
+def test_quality_refines_with_progress_and_says_so(style_app, images):
+    reports = []
+    progress = lambda fraction, desc=None: reports.append((fraction, desc))  # noqa: E731 (gr.Progress's call)
+    fast = style_app.stylize(images["content"], [(images["red"], 1.0)], size=128)[1]
+    _, refined, status = style_app.stylize(images["content"], [(images["red"], 1.0)], size=128, progress=progress,
+                                           quality="balanced")
+    assert refined.size == fast.size and np.abs(pixels(refined) - pixels(fast)).mean() > 1
+    steps = [desc for _, desc in reports if desc and desc.startswith("Refining")]
+    total = refine.total_steps(refine.QUALITY_LEVELS["balanced"])
+    assert steps[0] == f"Refining: step 1 of {total}" and steps[-1] == f"Refining: step {total} of {total}"
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1
+    assert "quality balanced" in status
+
+
+def test_quality_default_is_the_old_fast_output(style_app, images):
+    old = pixels(run(style_app, images["content"], [images["red"]])[0][1])
+    slots = [images["red"], None, None, None]
+    (_, fast), _, status = style_app.run(images["content"], *slots, 1.0, 1.0, 1.0, 1.0, 1.0, False, 192, "adain", 1.0,
+                                         False, None, "fast", progress=None)
+    assert np.array_equal(pixels(fast), old) and "quality" not in status
+    assert np.array_equal(pixels(style_app.api(images["content"], [images["red"]], size=192)), old)
+
+
+@pytest.mark.parametrize("quality", ["ultra", "9", 3])
+def test_bad_quality_is_a_clear_error(style_app, images, quality):
+    with pytest.raises(gr.Error, match="quality must be one of fast, balanced, best"):
+        style_app.api(images["content"], [images["red"]], quality=quality)
+
+
+def test_speed_quality_control_feeds_the_stylize_button(tmp_path):
+    demo = app.build_demo(tiny_model(), tmp_path)
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Speed / Quality"]
+    assert len(radios) == 1 and radios[0].value == "fast" and list(app.QUALITIES) == ["fast", "balanced", "best"]
+    run_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
+    assert run_fn.inputs[-1] is radios[0]

@@ -290,3 +290,32 @@ def test_batch_skips_a_too_large_content_and_names_the_flag(batch, offline, caps
     assert "wrote 4 images" in captured.out
     assert "skipped 2 outputs whose inputs could not be used (1 content file;" in captured.out
     assert not any(p.name.startswith("p2__") for p in batch["out"].iterdir())
+
+
+# ---- issue 14: --quality, the refinement dial -------------------------------------------------------------------------
+
+
+def test_quality_refines_the_image_as_the_api_does(files, tmp_path, offline, capsys):
+    out = tmp_path / "refined.png"
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "--quality", "1",
+            "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert "refining" in capsys.readouterr().err  # the refinement's progress bar
+    model = HybridStyle.from_pretrained(files["model"])
+    expected = model.stylize(files["content"], files["a"], quality=1)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
+    assert not np.array_equal(np.asarray(expected), np.asarray(model.stylize(files["content"], files["a"])))
+
+
+@pytest.mark.parametrize("quality", ["ultra", "-2", "1.5", ""])
+def test_bad_quality_is_refused_before_the_model_loads(files, tmp_path, offline, no_model_work, capsys, quality):
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "--quality", quality,
+            "-o", str(tmp_path / "x.png")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--quality {quality!r} is not a quality setting" in err and "fast" in err and "balanced" in err
+    assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_quality_is_in_the_help():
+    assert "--quality LEVEL" in cli._parser()._subparsers._group_actions[0].choices["stylize"].format_help()
