@@ -26,6 +26,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -291,14 +292,30 @@ class StyleApp:
     Parameters:
         model: a loaded :class:`HybridStyle` (any size; tests use a tiny random one).
         output_dir: where downloadable PNGs are written (default: a fresh temporary folder).
+        alternatives: other models a visitor may pick, by name, each built by its function on first use (the served
+            model is ``model_choices[0]``).
     """
 
-    def __init__(self, model: HybridStyle, output_dir: str | os.PathLike | None = None):
+    def __init__(self, model: HybridStyle, output_dir: str | os.PathLike | None = None,
+                 alternatives: dict[str, Callable[[], HybridStyle]] | None = None, model_name: str = "served model"):
         self.model = model.eval()
+        self._alternatives = dict(alternatives or {})
+        self._loaded: dict[str, HybridStyle] = {}
+        self.model_choices = [model_name, *self._alternatives]
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="hybridstyle-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- the core, shared by the UI and the API -------------------------------------------------------------------
+
+    def model_for(self, name: str | None) -> HybridStyle:
+        """The model a visitor picked (``None`` or the first choice: the served one); others load once, on first use."""
+        if name in (None, "", self.model_choices[0]):
+            return self.model
+        if name not in self._alternatives:
+            raise _error(f"model must be one of {', '.join(self.model_choices)}, got {name!r}")
+        if name not in self._loaded:
+            self._loaded[name] = self._alternatives[name]().eval()
+        return self._loaded[name]
 
     def stylize(
         self,
@@ -313,6 +330,7 @@ class StyleApp:
         progress: gr.Progress | None = None,
         wording: Wording = UI_WORDS,
         quality: str = "fast",
+        model_name: str | None = None,
     ) -> tuple[Image.Image, Image.Image, str]:
         """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
 
@@ -395,7 +413,7 @@ class StyleApp:
 
         report(0.2, desc=f"Stylizing with {len(style_images)} style(s)")
         try:
-            result = self.model.stylize(
+            result = self.model_for(model_name).stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
                 style_scale=style_scale, method=method, max_size=SIZE_MAX, quality=quality, **feather,
                 callback=lambda step, total, _: report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}"),
@@ -446,6 +464,7 @@ class StyleApp:
         region_on: bool,
         editor: dict | None,
         quality: str = "fast",
+        model_name: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
     ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
         """The Stylize button: returns (content, result) for the slider, the PNG path and a status line."""
@@ -469,7 +488,7 @@ class StyleApp:
                 raise _error(str(err)) from None
             region = _painted_mask(editor, _fit_long_side(*photo.size, size))
         photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress,
-                                             quality=quality)
+                                             quality=quality, model_name=model_name)
         if painted and not region_on:
             status += " · the painted region is not used: tick 'Use the painted region' to use it"
         stem = Path(content).stem if isinstance(content, str) else "photo"
@@ -632,14 +651,17 @@ def _when_done(event: Any, fn: Any, outputs: Any) -> None:
     event.failure(fn, None, outputs, api_visibility="private", queue=False)
 
 
-def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
+def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
+               alternatives: dict[str, Callable[[], HybridStyle]] | None = None, model_name: str = "served model") -> gr.Blocks:
     """The Space's UI around ``model``; call :func:`launch` (or ``demo.queue().launch()``) to serve it.
 
     Parameters:
-        model: the HybridStyle model used for every request.
+        model: the HybridStyle model used by default.
         output_dir: where downloadable PNGs are written (default: a temporary folder).
+        alternatives: other models a visitor may pick in "Model", by name, each built on first use.
+        model_name: the name ``model`` is shown under.
     """
-    app = StyleApp(model, output_dir)
+    app = StyleApp(model, output_dir, alternatives, model_name)
     style_gallery = [(example.path, example.title) for example in EXAMPLES["styles"]]
 
     with gr.Blocks(title="HybridStyle: style transfer and style fusion", analytics_enabled=False) as demo:
@@ -678,6 +700,11 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                     quality = gr.Radio(list(QUALITIES), value="fast", label="Speed / Quality", elem_id="quality",
                                        info="fast: instant; balanced and best refine the result (about 20 s and a "
                                             "minute at 512 px)")
+                    # Until the default model paints as much as hybridstyle-base, visitors can choose it (issue 13).
+                    model_choice = gr.Radio(app.model_choices, value=app.model_choices[0], label="Model",
+                                            elem_id="model", visible=len(app.model_choices) > 1,
+                                            info="hybridstyle-fast: fast, keeps the photo, mostly colour; "
+                                                 "hybridstyle-base: paints more strokes, about 30x slower")
                 with gr.Accordion("Region styles: paint where style 1 goes", open=False):
                     # Ticked: whatever is painted when Stylize is pressed is used; unticking stylizes the whole photo
                     # and keeps the painting (to compare without repainting).
@@ -696,7 +723,8 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 status = gr.Markdown(elem_id="status")
                 download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
 
-        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor, quality]
+        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor, quality,
+                      model_choice]
         # Stylize is disabled from the click until the run ends, so repeated clicks cannot queue duplicates; the old
         # status goes at once, so a failed run never shows the previous success.
         stylizing = run.click(app.busy, None, [run, status], api_visibility="private", queue=False).then(
@@ -785,6 +813,16 @@ def load_model(name: str | None = None) -> HybridStyle:
     return HybridStyle.from_pretrained(name).to(device).eval()
 
 
+def build_space() -> gr.Blocks:
+    """The Space: the served model (``$HYBRIDSTYLE_MODEL`` or the bundled default) and, when that is the bundled
+    default, hybridstyle-base as a choice (it paints more strokes; loaded on first use)."""
+    name = os.environ.get("HYBRIDSTYLE_MODEL")
+    if name:
+        return build_demo(load_model(name), model_name=name)
+    return build_demo(load_model(), model_name="hybridstyle-fast",
+                      alternatives={"hybridstyle-base": partial(load_model, "hybridstyle-base")})
+
+
 _demo: gr.Blocks | None = None
 
 
@@ -794,10 +832,10 @@ def __getattr__(name: str) -> Any:
     global _demo
     if name == "demo":
         if _demo is None:
-            _demo = build_demo(load_model())
+            _demo = build_space()
         return _demo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    launch(build_demo(load_model()))
+    launch(build_space())

@@ -674,4 +674,36 @@ def test_speed_quality_control_feeds_the_stylize_button(tmp_path):
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Speed / Quality"]
     assert len(radios) == 1 and radios[0].value == "fast" and list(app.QUALITIES) == ["fast", "balanced", "best"]
     run_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
+    assert run_fn.inputs[-2] is radios[0]
+
+
+# ---- issue 13: until the default paints as much as hybridstyle-base, visitors can pick the model ------------------
+
+
+def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
+    other = tiny_model()
+    with torch.no_grad():  # tiny_model() is seeded: make this one a different model
+        for parameter in other.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    built = []
+
+    def build_other():
+        built.append(1)
+        return other
+
+    demo = app.build_demo(tiny_model(), tmp_path, alternatives={"other": build_other}, model_name="default")
+    style_app = demo.style_app
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Model"]
+    assert len(radios) == 1 and radios[0].choices == [("default", "default"), ("other", "other")]
+    run_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
     assert run_fn.inputs[-1] is radios[0]
+    slots = [(images["red"], 1.0)]
+    default = pixels(style_app.stylize(images["content"], slots, size=128)[1])
+    picked = pixels(style_app.stylize(images["content"], slots, size=128, model_name="other")[1])
+    again = pixels(style_app.stylize(images["content"], slots, size=128, model_name="other")[1])
+    expected = pixels(app.StyleApp(other, tmp_path).stylize(images["content"], slots, size=128)[1])
+    assert np.abs(picked - default).mean() > 1 and np.array_equal(picked, again) and np.array_equal(picked, expected)
+    assert built == [1]  # built on first use, once
+    with pytest.raises(gr.Error, match="model must be one of default, other"):
+        style_app.stylize(images["content"], slots, size=128, model_name="nope")
+
