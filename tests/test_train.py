@@ -91,6 +91,7 @@ def wait_for(condition, timeout: float, what: str, process: subprocess.Popen | N
 
 def test_training_steps_change_weights_and_write_everything(data, tmp_path, caplog):
     init = tmp_path / "init"
+    torch.manual_seed(0)  # the starting model must not depend on which tests ran before
     HybridStyle(**TINY).save_pretrained(init)
     out = tmp_path / "out"
     caplog.set_level(logging.INFO)
@@ -133,15 +134,24 @@ def test_fast_architecture_trains_the_whole_light_model_with_the_vgg_loss(data, 
     config = tmp_path / "fast.json"
     config.write_text(json.dumps({"block_out_channels": [4, 8, 16], "encoder_bottleneck_layers": 1,
                                   "decoder_bottleneck_layers": 1}))
-    start = HybridStyleFast.from_config(json.loads(config.read_text()))
+    # A new model of --model_config trains: its class, config and loss network come from the flags.
     run(base_args(data, out, "--architecture", "fast", "--model_config", str(config), "--identity_weight", "5",
                   "--use_ema", "--seed", "0", steps=3))
     trained = HybridStyle.from_pretrained(out)
     assert type(trained) is HybridStyleFast and list(trained.config.block_out_channels) == [4, 8, 16]
     # Encoder and decoder are both the generator: both learn (VGG19 is only the loss network and is not saved).
+    # Compared with the exact starting weights (--init_from), and every parameter: a frozen part stays equal.
+    torch.manual_seed(0)
+    start = HybridStyleFast.from_config(json.loads(config.read_text()))
+    start.save_pretrained(tmp_path / "start")
+    out = tmp_path / "fast_from_start"
+    run(base_args(data, out, "--init_from", str(tmp_path / "start"), "--identity_weight", "5", "--save_dtype", "fp32",
+                  "--resolution", "32", "--validation_resolution", "32", steps=3))
+    trained = HybridStyle.from_pretrained(out)
+    before = dict(start.named_parameters())
     for part in ("encoder", "decoder"):
-        before = dict(start.named_parameters())
-        assert any(not torch.allclose(p, before[f"{part}.{n}"]) for n, p in getattr(trained, part).named_parameters()), part
+        unchanged = [n for n, p in getattr(trained, part).named_parameters() if torch.equal(p, before[f"{part}.{n}"])]
+        assert not unchanged, (part, unchanged)
     records = read_losses(out)
     assert [r["step"] for r in records] == [1, 2, 3] and all("identity" in r for r in records)
 
@@ -183,7 +193,7 @@ def test_checkpoint_pruning_keeps_newest_and_clears_partial_saves(data, tmp_path
     assert checkpoint_steps(out) == [3, 4]
     assert not list(out.glob("*.tmp"))
     checkpoint = out / "checkpoint-4"
-    assert json.loads((checkpoint / "step.json").read_text()) == {"step": 4}
+    assert json.loads((checkpoint / "step.json").read_text()) == {"step": 4, "batches": 4, "data_seed": 0}
     assert HybridStyle.from_pretrained(checkpoint / "model").config.block_out_channels == TINY["block_out_channels"]
     assert (checkpoint / "discriminator_0" / "config.json").is_file()
 
@@ -371,6 +381,7 @@ def test_two_discriminators_add_a_larger_patch_and_the_diversity_term(data, tmp_
 def test_single_style_image_fills_the_batch(data, tmp_path, monkeypatch):
     style = write_textures(tmp_path / "one_style", 1, 5, size=96)
     init = tmp_path / "init"
+    torch.manual_seed(0)  # the starting model must not depend on which tests ran before
     HybridStyle(**TINY).save_pretrained(init)
     batch_sizes = []
     original = train.losses.style_loss
@@ -452,3 +463,42 @@ def test_argument_errors():
         train.parse_args(["--content_dir", "a", "--style_dir", "b", "--checkpointing_steps", "0"])
     assert train.redacted_argv(["--hub_token", "x", "--hub_token=y", "--seed", "1"]) == [
         "--hub_token", "***", "--hub_token=***", "--seed", "1"]
+
+
+def test_resume_continues_exactly_the_uninterrupted_run(data, tmp_path):
+    """Stopped after step 2 and resumed, a run logs the same losses and ends with the same weights as one never stopped.
+
+    Everything random is in play: shuffled loaders of different lengths (content 8 images = 4 batches per epoch, style
+    6 = 3, so the resume is mid-epoch for both and both cross an epoch end afterwards), random crops, skip dropout,
+    the rescaled style loss's random factor, the GAN and EMA.
+    """
+    style = write_textures(tmp_path / "style6", 6, 3)
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps({"block_out_channels": [4, 8, 16], "encoder_bottleneck_layers": 1,
+                                  "decoder_bottleneck_layers": 1, "style_modulation_dim": 4}))
+
+    def argv(out: Path, *extra: str, steps: int) -> list[str]:
+        args = base_args(data, out, "--architecture", "fast", "--model_config", str(config), "--skip_dropout", "0.5",
+                         "--rescaled_style_weight", "1", "--use_ema", "--checkpointing_steps", "2", "--resolution", "32",
+                         "--validation_resolution", "32", *extra, steps=steps)
+        args[args.index("--style_dir") + 1] = str(style)
+        return args
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run(argv(whole, steps=5))
+    run(argv(resumed, steps=2))
+    run(argv(resumed, "--resume_from_checkpoint", "latest", steps=5))
+
+    expected, got = read_losses(whole), read_losses(resumed)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5]
+    for a, b in zip(expected, got, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert math.isclose(a[key], b[key], rel_tol=1e-5, abs_tol=1e-7), (a["step"], key, a[key], b[key])
+    from safetensors.torch import load_file
+
+    for name in ("model.safetensors", "model_1.safetensors"):  # generator, discriminator
+        want, have = load_file(whole / "checkpoint-5" / name), load_file(resumed / "checkpoint-5" / name)
+        assert want.keys() == have.keys()
+        for key in want:
+            torch.testing.assert_close(have[key], want[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
