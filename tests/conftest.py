@@ -97,6 +97,17 @@ def he_initialized(model: torch.nn.Module) -> torch.nn.Module:
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             # The biases too: left as constructed, they would depend on what earlier tests drew from the global RNG.
             torch.nn.init.zeros_(module.bias)
+    # HybridStyleFast's style modulation starts at zero (no effect): made random as if trained, of moderate strength
+    # (scales of about +-0.4), so the modulated decoder still paints in range.
+    modulation = getattr(model, "modulation", None)
+    if modulation is not None:
+        for layer in modulation.embed:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(layer.bias)
+        for head in modulation.heads:
+            torch.nn.init.normal_(head.weight, std=0.1)
+            torch.nn.init.zeros_(head.bias)
     return model
 
 
