@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import types
@@ -197,6 +198,46 @@ def test_from_pretrained_hub_id_is_checked_like_a_folder_and_keeps_its_card(tmp_
         HybridStyle.from_pretrained("user/tiny")
 
 
+def _hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "0123456789abcdef0123456789abcdef01234567") -> None:
+    """Lay ``folder``'s files out as huggingface_hub caches a download: blobs named by hash, the snapshot's files
+    symlinks to them, and refs/main naming the commit."""
+    import hashlib
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for file in folder.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.write_bytes(file.read_bytes())
+        (repo / "snapshots" / commit / file.name).symlink_to(Path("..", "..", "blobs", blob.name))
+
+
+def test_from_pretrained_hub_id_from_a_real_cache_offline(tmp_path, tiny_model, monkeypatch, offline) -> None:
+    # No patched snapshot_download: huggingface_hub itself finds the model in a cache laid out as it writes one,
+    # offline (the offline fixture also refuses every socket).
+    import huggingface_hub.constants
+
+    saved = tmp_path / "saved"
+    tiny_model.save_pretrained(saved, model_card="# user/tiny\n\ncached card\n")
+    cache = tmp_path / "hf-cache"
+    _hub_cache(cache, "user/tiny", saved)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))  # read once at import, from the env
+    model = HybridStyle.from_pretrained("user/tiny")
+    assert type(model) is HybridStyle and not model.training
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    model.save_pretrained(tmp_path / "resaved")
+    assert (tmp_path / "resaved" / "README.md").read_text() == "# user/tiny\n\ncached card\n"
+    # The same through cache_dir=, and a revision that is not cached is a clear error, not a download attempt.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert type(HybridStyle.from_pretrained("user/tiny", cache_dir=str(cache))) is HybridStyle
+    with pytest.raises(OSError, match="'user/tiny' is not in the Hugging Face cache"):
+        HybridStyle.from_pretrained("user/tiny", cache_dir=str(cache), revision="v2")
+
+
 def test_from_pretrained_hub_id_offline_and_not_cached(tmp_path, offline) -> None:
     with pytest.raises(OSError, match="'user/not-cached' is not in the Hugging Face cache.*pass a local model folder"):
         HybridStyle.from_pretrained("user/not-cached", cache_dir=str(tmp_path / "empty-cache"))
@@ -289,6 +330,35 @@ def test_push_to_hub_uploads_weights_config_and_model_card(tiny_model: HybridSty
 
     tiny_model.push_to_hub("someone/other", model_card="# Custom card\n")
     assert _FakeHfApi.instances[-1].uploads[0]["card"] == "# Custom card\n"
+
+
+def test_push_to_hub_calls_the_real_hfapi_signatures(tiny_model: HybridStyle, monkeypatch, offline) -> None:
+    """Against ``create_autospec(HfApi)``: a call with an argument HfApi does not take fails here, as it would on
+    the Hub (the fake above accepts anything)."""
+    from unittest import mock
+
+    import huggingface_hub
+    from huggingface_hub import HfApi, RepoUrl
+
+    api_class = mock.create_autospec(HfApi)
+    api = api_class.return_value
+    api.create_repo.return_value = RepoUrl("https://huggingface.co/someone/my-style-model")
+    uploaded = {}
+
+    def upload_folder(*, repo_id, folder_path, commit_message=None, **kwargs):
+        uploaded.update(repo_id=repo_id, commit_message=commit_message,
+                        files=sorted(p.name for p in Path(folder_path).iterdir()))
+        return "https://huggingface.co/someone/my-style-model/commit/0123abc"
+
+    api.upload_folder.side_effect = upload_folder
+    monkeypatch.setattr(huggingface_hub, "HfApi", api_class)
+    url = tiny_model.push_to_hub("my-style-model", private=True, token="hf_fake", commit_message="first upload")
+    api_class.assert_called_once_with(token="hf_fake")
+    api.create_repo.assert_called_once_with("my-style-model", private=True, exist_ok=True)
+    api.upload_folder.assert_called_once()
+    assert uploaded == {"repo_id": "someone/my-style-model", "commit_message": "first upload",
+                        "files": ["README.md", "config.json", WEIGHTS_NAME]}
+    assert url == "https://huggingface.co/someone/my-style-model/commit/0123abc"
 
 
 # ---- forward / transform -------------------------------------------------------------------------------------------
@@ -441,6 +511,39 @@ def test_stylize_bad_image_names_which_input(tiny_model: HybridStyle, tmp_path: 
         tiny_model.stylize(make_image(32, 32), [make_texture(32, 32), tmp_path / "missing.jpg"])
     with pytest.raises(ImageLoadError, match="content: no such file"):
         tiny_model.stylize(tmp_path / "missing.jpg", make_texture(32, 32))
+
+
+def test_mask_blur_softens_the_masks_the_model_gets(tiny_model: HybridStyle, monkeypatch) -> None:
+    seen = []
+    forward = HybridStyle.forward
+
+    def recording(self, *args, masks=None, **kwargs):
+        seen.append(masks)
+        return forward(self, *args, masks=masks, **kwargs)
+
+    monkeypatch.setattr(HybridStyle, "forward", recording)
+    content, styles = make_image(128, 64), [make_texture(32, 32, seed=1), make_texture(32, 32, seed=2)]
+    left = np.zeros((64, 128), np.uint8)
+    left[:, :64] = 255
+    for blur in (0.0, 0.1):
+        tiny_model.stylize(content, styles, masks=[left, 255 - left], mask_blur=blur)
+    hard, soft = (masks[0, 0, 32].double() for masks in seen)  # the first style's mask along the middle row
+    assert torch.equal(hard, (torch.arange(128) < 64).double())  # 0: hard edges
+    # 0.1 of the long side: a Gaussian of sigma 12.8 px across the edge between columns 63 and 64.
+    sigma = 12.8
+    x = torch.arange(128, dtype=torch.float64) + 0.5 - 64
+    expected = 0.5 * torch.erfc(x / (sigma * math.sqrt(2)))
+    interior = slice(20, 108)  # the image border (replicate padding) aside
+    assert (soft[interior] - expected[interior]).abs().max() < 0.02
+    torch.testing.assert_close(seen[1][0].sum(0), torch.ones(64, 128), atol=1e-5, rtol=0)  # still a partition
+
+
+def test_progress_shows_a_bar_over_the_tiles(tiny_model: HybridStyle, capsys) -> None:
+    tiny_model.stylize(make_image(96, 64), make_texture(32, 32), tile=32, progress=True)
+    err = capsys.readouterr().err
+    assert "tiles:" in err and "0/6" in err, err  # a bar over 96x64 in 32 px tiles (6), cleared when done
+    tiny_model.stylize(make_image(96, 64), make_texture(32, 32), tile=32)
+    assert "tiles" not in capsys.readouterr().err
 
 
 # style_scale and method="wct" are checked by value in test_model_fast.py (the style's size reaching the model; the
