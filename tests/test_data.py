@@ -56,6 +56,15 @@ def test_dataset_items_are_crops_in_unit_range(image_dir):
     assert 0.0 <= item.min() and item.max() <= 1.0 and item.std() > 0.01
 
 
+def test_a_seeded_item_is_the_same_crop_whatever_came_before(image_dir):
+    data = RandomCropImages(find_images(image_dir), 32, 2.0)  # unseeded: plain indices follow the global RNG
+    first = data[(1, 1234)]
+    random.seed(99)
+    data[0], data[(2, 5)]
+    assert torch.equal(data[(1, 1234)], first)
+    assert not torch.equal(data[(1, 4321)], first)
+
+
 def test_empty_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match="no images"):
         RandomCropImages([], 32)
