@@ -41,6 +41,30 @@ def load_script(name: str):
     return module
 
 
+def free_port() -> int:
+    """A TCP port free at this moment (another process may take it before ours binds it: see serve_on_a_free_port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_on_a_free_port(launch, demo, attempts: int = 5) -> str:
+    """``launch(demo, ...)`` (app.launch) on a free port, again on another if the port was taken meanwhile; its URL."""
+    import warnings
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _, url, _ = launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                                   quiet=True)
+            return url
+        except OSError as err:  # Gradio: "Cannot find empty port in range: N-N"
+            if "port" not in str(err).lower() or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def make_image(width: int, height: int, seed: int = 0, saturation: float = 1.0) -> Image.Image:
     """A smooth, colourful RGB test image (gradients plus low-frequency waves) with some texture."""
     rng = np.random.default_rng(seed)

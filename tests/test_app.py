@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from conftest import serve_on_a_free_port
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,17 +149,27 @@ def test_preserve_color_keeps_the_photos_chroma(style_app, images):
     assert "photo colours" in status
 
 
-def test_wct_method_runs_and_differs_from_adain(style_app, images):
-    adain = pixels(run(style_app, images["content"], [images["noise"]], method="adain")[0][1])
-    (_, wct), _, status = run(style_app, images["content"], [images["noise"]], method="wct")
-    assert wct.size == (192, 128) and "WCT" in status
-    assert np.abs(pixels(wct) - adain).mean() > 0.5
+@pytest.fixture(scope="module")
+def responsive_app(tmp_path_factory) -> app.StyleApp:
+    """The handlers on a tiny model whose output depends on every option (He init; see conftest.he_initialized)."""
+    from conftest import TINY_CONFIG, he_initialized
+
+    return app.StyleApp(he_initialized(HybridStyle(**TINY_CONFIG)).eval(), tmp_path_factory.mktemp("responsive"))
 
 
-def test_style_scale_changes_the_result(style_app, images):
-    base = pixels(run(style_app, images["content"], [images["noise"]])[0][1])
-    finer = pixels(run(style_app, images["content"], [images["noise"]], style_scale=2.0)[0][1])
-    assert finer.shape == base.shape and np.abs(finer - base).mean() > 0.1
+@pytest.mark.parametrize("option", [{"method": "wct"}, {"style_scale": 2.0}, {"alpha": 0.5}, {"preserve_color": True}],
+                         ids=["wct", "style_scale", "alpha", "preserve_color"])
+def test_ui_options_give_exactly_the_models_result(responsive_app, images, option):
+    """By value: the Stylize button with an option is model.stylize with that option (whose meaning
+    test_model_fast.py checks), and the option changes the result."""
+    (photo, result), _, status = run(responsive_app, images["content"], [images["noise"]], **option)
+    style = Image.open(images["noise"])
+    expected = responsive_app.model.stylize(photo, [style], **option)
+    np.testing.assert_array_equal(pixels(result), pixels(expected))
+    default = pixels(run(responsive_app, images["content"], [images["noise"]])[0][1])
+    assert np.abs(pixels(result) - default).max() > 2, option
+    if "method" in option:
+        assert "WCT" in status
 
 
 def test_painted_region_gets_style_one_and_the_rest_style_two(style_app, images):
@@ -467,12 +478,6 @@ def test_load_model_reads_the_env_folder(tmp_path, monkeypatch):
 # ---- the served app, through gradio_client ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(("contents", "expected"), [(b"these are not pixels", "could not be read as an image"),
                                                     (None, "too large to open safely")])
 def test_unreadable_upload_is_a_clear_error_before_any_handler(tmp_path, contents, expected):
@@ -498,13 +503,17 @@ def test_every_stylizing_event_shares_one_concurrency_group(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def served_demo(tmp_path_factory):
+    """The app on the tiny model, launched as the Space launches it; ``served_demo.test_url`` is where."""
     demo = app.build_demo(tiny_model(), tmp_path_factory.mktemp("served"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
+    demo.test_url = serve_on_a_free_port(app.launch, demo)
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(served_demo):
+    return served_demo.test_url
 
 
 @pytest.fixture(scope="module")
@@ -552,13 +561,16 @@ def test_client_quality_refines_and_old_calls_stay_fast(client, style_app, image
     assert refined.size == (128, 85) and np.abs(pixels(refined) - pixels(old_call)).mean() > 1
 
 
-def test_client_mask(client, images):
+def test_client_mask(client, style_app, images):
     content, red, blue = images["content"], images["red"], images["blue"]
     from gradio_client import handle_file
 
     regional = call_api(client, content, [red, blue], mask=handle_file(images["mask"]), size=192)
+    assert regional.size == (192, 128)
+    # The server's tiny model has the same seed as style_app's: by value, the mask reached the same handler.
+    np.testing.assert_array_equal(pixels(regional), pixels(style_app.api(content, [red, blue], mask=images["mask"], size=192)))
     fused = call_api(client, content, [red, blue], size=192)
-    assert regional.size == (192, 128) and np.abs(pixels(regional) - pixels(fused)).mean() > 1
+    assert np.abs(pixels(regional) - pixels(fused)).mean() > 1
 
 
 def test_client_gets_clear_errors_and_server_keeps_serving(client, images):
@@ -600,9 +612,25 @@ def test_client_errors_hide_server_paths_and_name_parameters(client, images, inp
     assert not [word for word in UI_WORDS if word in message], message
 
 
-def test_eight_simultaneous_requests_all_succeed(server, images):
+def test_eight_simultaneous_requests_all_succeed_one_at_a_time(served_demo, server, images, monkeypatch):
     from gradio_client import Client
 
+    # Count the stylizations running at once: the queue (HYBRIDSTYLE_CONCURRENCY=1) must run them one by one.
+    lock, running, most = threading.Lock(), [0], [0]
+    stylize = served_demo.style_app.stylize
+
+    def counting(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)  # long enough for a second job to start beside this one, were that allowed
+            return stylize(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(served_demo.style_app, "stylize", counting)
     results: dict[int, Image.Image | BaseException] = {}
 
     def visitor(i: int) -> None:
@@ -621,6 +649,7 @@ def test_eight_simultaneous_requests_all_succeed(server, images):
     failures = {i: r for i, r in results.items() if not isinstance(r, Image.Image)}
     assert not failures
     assert all(results[i].size == ((128, 85) if i % 2 == 0 else (160, 107)) for i in range(8))
+    assert most[0] == 1, f"{most[0]} stylizations ran at once"
 
 
 def test_api_stylizes_thin_styles_with_the_light_model(images, tmp_path):
@@ -707,3 +736,40 @@ def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
     with pytest.raises(gr.Error, match="model must be one of default, other"):
         style_app.stylize(images["content"], slots, size=128, model_name="nope")
 
+
+def test_queue_size_comes_from_the_environment_and_a_full_queue_says_so(tmp_path, images, monkeypatch):
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import QueueError, Status
+
+    monkeypatch.setenv("HYBRIDSTYLE_QUEUE_SIZE", "1")
+    demo = app.build_demo(tiny_model(), tmp_path)
+    started, release = threading.Event(), threading.Event()
+    stylize = demo.style_app.stylize
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(120)
+        return stylize(*args, **kwargs)
+
+    demo.style_app.stylize = held
+    url = serve_on_a_free_port(app.launch, demo)
+    try:
+        def submit():
+            return Client(url, verbose=False).submit(content=handle_file(images["content"]),
+                                                     styles=[handle_file(images["red"])], size=128, api_name="/stylize")
+
+        running = submit()
+        assert started.wait(60), "the first request never started"
+        waiting = submit()
+        deadline = time.monotonic() + 60
+        while waiting.status().code != Status.IN_QUEUE:
+            assert time.monotonic() < deadline, f"the second request is {waiting.status().code}, not queued"
+            time.sleep(0.05)
+        with pytest.raises(QueueError, match="Queue is full"):
+            submit().result(timeout=60)  # one running, one waiting: a queue of 1 is full
+    finally:
+        release.set()
+    for job in (running, waiting):
+        with Image.open(job.result(timeout=120)) as result:
+            assert result.size == (128, 85)
+    demo.close()
