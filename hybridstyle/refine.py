@@ -1,9 +1,10 @@
 """The quality dial: refine a feed-forward stylization by optimisation in the VGG19 loss network (Gatys et al., 2016).
 
-A feed-forward output is already close to a minimum of the loss its decoder was trained on, so a few optimiser steps
-from it reach style losses that optimisation from the content image (Gatys' method) needs minutes for. Read top to
-bottom: the quality levels, the cached loss network, the targets and the loss, the image parameterisation, then
-:func:`refine`, which :meth:`HybridStyle.stylize` calls with ``quality=``.
+A feed-forward output is already close to a minimum of the loss its decoder was trained on, so optimisation started
+from it (L-BFGS on the pixels, at a long side of at most ``REFINE_MAX_SIDE``) has a head start over optimisation from
+the content image (Gatys' method); the README's "Quality dial" gives the measured figures. Read top to bottom: the
+quality levels, the cached loss network, the targets and the loss, the image parameterisation, then :func:`refine`,
+which :meth:`HybridStyle.stylize` calls with ``quality=``.
 
 The objective (the training objective of ``scripts/train.py``, with Gram matrices added)::
 
@@ -33,12 +34,15 @@ import torch.nn.functional as F
 
 from . import ops
 
-# Coarse to fine: (scale of the working size, optimiser steps at that scale). A step at half size costs about a quarter
-# of a full-size step. Chosen with scripts/measure_refine.py (see the README's "Quality dial").
+# (scale of the working size, optimiser steps at that scale) per stage; each step is one VGG19 forward and backward
+# pass. Measured with scripts/measure_refine.py (README, "Quality dial"): L-BFGS steps at full size lower the full-size
+# style loss fastest; a half-size stage first (coarse to fine, 4 steps for the price of one) hardly lowers it, since
+# its change, upsampled, lacks the fine texture, so the levels refine at full size only. Explicit schedules such as
+# ((0.5, 16), (1.0, 8)) still run coarse to fine.
 QUALITY_LEVELS: dict[str, tuple[tuple[float, int], ...]] = {
     "fast": (),
-    "balanced": ((0.5, 16), (1.0, 2)),
-    "best": ((0.5, 40), (1.0, 8)),
+    "balanced": ((1.0, 8),),
+    "best": ((1.0, 24),),
 }
 DEFAULT_QUALITY = "fast"
 # Refinement runs at this long side at most; above it, the refined change is upsampled and added to the full-size
@@ -46,7 +50,8 @@ DEFAULT_QUALITY = "fast"
 REFINE_MAX_SIDE = 1024
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
-LEARNING_RATE = 0.02  # Adam, on pixels in [0, 1]
+DEFAULT_OPTIMIZER = "lbfgs"
+LEARNING_RATE = 0.05  # Adam's (optimizer="adam" or "pyramid"), on pixels in [0, 1]
 # Below this side a coarse stage would see features a few pixels wide: such stages are skipped.
 MIN_REFINE_SIDE = 32
 STYLE_LAYERS = 4  # relu1_1 .. relu4_1
@@ -58,9 +63,10 @@ def quality_schedule(quality: str | int | Sequence[tuple[float, int]] | None) ->
     """The coarse-to-fine schedule of a ``quality`` setting, or a ``ValueError`` saying what is accepted.
 
     Parameters:
-        quality: a level name (``"fast"``: no refinement, ``"balanced"``, ``"best"``); an int ``n >= 0``, the number of
-            full-size steps, preceded by ``4 * n`` steps at half size (about the same time again); or an explicit
-            sequence of ``(scale, steps)`` pairs, scales in (0, 1], e.g. ``[(0.5, 20), (1.0, 4)]``.
+        quality: a level name (``"fast"``: no refinement, ``"balanced"``: 8 steps, ``"best"``: 24 steps); an int ``n >= 0``
+            (or its string), ``n`` steps; or an explicit coarse-to-fine sequence of ``(scale, steps)`` stages, scales
+            in (0, 1] of the working size, e.g. ``[(0.5, 16), (1.0, 8)]``. A step is one VGG19 forward and backward
+            pass at that stage's size.
     """
     levels = ", ".join(repr(name) for name in QUALITY_LEVELS)
     if quality is None:
@@ -79,7 +85,7 @@ def quality_schedule(quality: str | int | Sequence[tuple[float, int]] | None) ->
     if isinstance(quality, int):
         if quality < 0:
             raise ValueError(f"quality must be >= 0 refinement steps (0 = fast, the feed-forward output), got {quality}")
-        return () if quality == 0 else ((0.5, 4 * quality), (1.0, quality))
+        return () if quality == 0 else ((1.0, quality),)
     try:
         schedule = tuple((float(scale), int(steps)) for scale, steps in quality)
     except (TypeError, ValueError):
@@ -299,10 +305,15 @@ def from_pyramid(bands: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class Optimisation:
-    """One stage of refinement at one size: Adam on pixels (the fastest measured here; see ``scripts/measure_refine.py``),
-    or for comparison ``"lbfgs"`` (L-BFGS on pixels) and ``"pyramid"`` (Adam on a Laplacian pyramid)."""
+    """One stage of refinement at one size.
 
-    def __init__(self, network: torch.nn.Module, image: torch.Tensor, targets: Targets, optimizer: str = "adam",
+    ``optimizer``: ``"lbfgs"`` (L-BFGS on pixels, no line search: one loss-network pass per step; the default, the
+    fastest measured here, see the README's "Quality dial"), ``"adam"`` (Adam on pixels, learning rate ``lr``) or
+    ``"pyramid"`` (Adam on a Laplacian pyramid of the image). Pixels are clipped to [0, 1] after every step.
+    :meth:`result` is the best image the stage has seen, so a stage never ends worse than it started.
+    """
+
+    def __init__(self, network: torch.nn.Module, image: torch.Tensor, targets: Targets, optimizer: str = DEFAULT_OPTIMIZER,
                  lr: float = LEARNING_RATE, content_weight: float = CONTENT_WEIGHT, style_weight: float = STYLE_WEIGHT,
                  pyramid_levels: int = 4):
         self.network, self.targets, self.kind = network, targets, optimizer
@@ -317,31 +328,50 @@ class Optimisation:
         elif optimizer in ("adam", "pyramid"):
             self.optimizer = torch.optim.Adam(self.params, lr=lr)
         else:
-            raise ValueError(f"optimizer must be 'adam', 'lbfgs' or 'pyramid', got {optimizer!r}")
+            raise ValueError(f"optimizer must be 'lbfgs', 'adam' or 'pyramid', got {optimizer!r}")
         self.last = (float("nan"), float("nan"))
+        self.best: tuple[float, torch.Tensor] | None = None  # (objective, image) of the best point evaluated
 
     def image(self) -> torch.Tensor:
         return from_pyramid(self.params) if self.kind == "pyramid" else self.params[0]
 
+    def _objective(self, image: torch.Tensor) -> torch.Tensor:
+        content, style = losses_of(self.network, image, self.targets)
+        self.last = (content.item(), style.item())
+        return objective(content, style, self.targets.alpha, *self.weights)
+
     def _closure(self) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        content, style = losses_of(self.network, self.image(), self.targets)
-        loss = objective(content, style, self.targets.alpha, *self.weights)
+        image = self.image()
+        loss = self._objective(image)
         loss.backward()
-        self.last = (content.item(), style.item())
+        if self.best is None or loss.item() < self.best[0]:
+            self.best = (loss.item(), image.detach().clamp(0, 1))
         return loss
 
     def step(self) -> float:
-        """One optimiser step (one forward and backward pass through the loss network); returns the objective."""
+        """One optimiser step (one forward and backward pass through the loss network); returns the objective of the
+        image before the step."""
         loss = self.optimizer.step(self._closure)
         if self.kind != "pyramid":
             with torch.no_grad():
                 self.params[0].clamp_(0, 1)
         return loss.item()
 
-    def result(self) -> torch.Tensor:
+    def current(self) -> torch.Tensor:
+        """The image after the last step, clipped (not yet evaluated)."""
         with torch.no_grad():
             return self.image().detach().clamp(0, 1)
+
+    def result(self) -> torch.Tensor:
+        """The better of the current image and the best one evaluated (one forward pass: L-BFGS without line search
+        can overshoot on its last step)."""
+        current = self.current()
+        if self.best is None:
+            return current
+        with torch.no_grad():
+            loss = self._objective(current).item()
+        return current if loss <= self.best[0] else self.best[1]
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -376,24 +406,26 @@ class Refinement:
         quality: str | int | Sequence[tuple[float, int]] = "balanced",
         network: torch.nn.Module | None = None,
         max_side: int = REFINE_MAX_SIDE,
-        optimizer: str = "adam",
+        optimizer: str = DEFAULT_OPTIMIZER,
         content_weight: float = CONTENT_WEIGHT,
         style_weight: float = STYLE_WEIGHT,
     ):
         schedule = [(scale, steps) for scale, steps in quality_schedule(quality) if steps > 0]
-        # Clones: inference tensors (stylize runs in torch.inference_mode) cannot be saved for backward.
-        self.image = image.detach().float().clone().clamp(0, 1)
-        self.content = content.detach().float().clone()
-        self.styles = [style.detach().float().clone() for style in styles]
-        self.masks = None if masks is None else masks.detach().float().clone()
+        height, width = image.shape[2:]
+        self.work_scale = min(1.0, max_side / max(height, width))
+        work_size = _scaled_size(height, width, self.work_scale)
+        # Everything is kept at the working size (memory bounded by it), as fresh tensors: inference tensors (stylize
+        # runs in torch.inference_mode) cannot be saved for backward. Only the full-size image itself is kept, for
+        # result(), which adds the refined change to it.
+        self.image = image.detach()
+        self.start = resize(self.image.float(), work_size).clamp(0, 1)
+        self.working = self.start
+        self.content = resize(content.detach().float(), work_size).clone()
+        self.styles = [resize(s.detach().float(), _scaled_size(*s.shape[2:], self.work_scale)).clone() for s in styles]
+        self.masks = None if masks is None else resize(masks.detach().float(), work_size).clone()
         self.weights, self.alpha, self.method = weights, alpha, method
         self.network = network if network is not None else loss_network(self.image.device, torch.float32)
         self.options = dict(optimizer=optimizer, content_weight=content_weight, style_weight=style_weight)
-        height, width = self.image.shape[2:]
-        self.work_scale = min(1.0, max_side / max(height, width))
-        work_size = _scaled_size(height, width, self.work_scale)
-        self.start = resize(self.image, work_size)
-        self.working = self.start
         # (scale, steps, size) of each stage; stages too small to hold VGG features worth matching are left out.
         self.stages = [(scale, steps, _scaled_size(*work_size, scale)) for scale, steps in schedule
                        if min(_scaled_size(*work_size, scale)) >= min(MIN_REFINE_SIDE, *work_size)]
@@ -404,8 +436,7 @@ class Refinement:
     def steps(self) -> Iterator[float]:
         """Run the stages, yielding the objective after each step (of the image before that step)."""
         for scale, steps, size in self.stages:
-            factor = self.work_scale * scale
-            styles = [resize(s, _scaled_size(*s.shape[2:], factor)) for s in self.styles]
+            styles = [resize(s, _scaled_size(*s.shape[2:], scale)) for s in self.styles]
             masks = None if self.masks is None else resize(self.masks, size)
             targets = build_targets(self.network, resize(self.content, size), styles, self.weights, self.alpha, masks,
                                     self.method)
@@ -420,16 +451,16 @@ class Refinement:
 
     def _change(self, size: tuple[int, int]) -> torch.Tensor:
         """What the stages so far changed (at the working size), resized to ``size``."""
-        current = self.working if self._run is None else self._run.result()
+        current = self.working if self._run is None else self._run.current()
         return resize(current - resize(self.start, current.shape[2:]), size)
 
     def result(self) -> torch.Tensor:
         """The image so far at the input's full size: the change made at the working size, upsampled, on ``image``."""
         with torch.no_grad():
-            current = self.working if self._run is None else self._run.result()
+            current = self.working if self._run is None else self._run.current()
             if tuple(current.shape[2:]) == tuple(self.image.shape[2:]):
                 return current.clamp(0, 1)
-            return (self.image + self._change(tuple(self.image.shape[2:]))).clamp(0, 1)
+            return (self.image.float() + self._change(tuple(self.image.shape[2:]))).clamp(0, 1)
 
 
 def refine(
@@ -445,7 +476,7 @@ def refine(
     callback: ProgressCallback | None = None,
     progress: bool = False,
     max_side: int = REFINE_MAX_SIDE,
-    optimizer: str = "adam",
+    optimizer: str = DEFAULT_OPTIMIZER,
     content_weight: float = CONTENT_WEIGHT,
     style_weight: float = STYLE_WEIGHT,
 ) -> torch.Tensor:
@@ -464,8 +495,8 @@ def refine(
         progress: show a tqdm bar over the steps.
         max_side: longest side refined at; a larger image is refined at that size and the refined change is
             upsampled (bilinear) and added to the full-size ``image``.
-        optimizer: ``"adam"`` (Adam on pixels, the default: fastest here), ``"lbfgs"`` or ``"pyramid"`` (Adam on a
-            Laplacian pyramid), for comparisons.
+        optimizer: ``"lbfgs"`` (the default: fastest here), ``"adam"`` or ``"pyramid"`` (Adam on a Laplacian pyramid),
+            for comparisons (:class:`Optimisation`).
         content_weight, style_weight: the objective's weights (the style term is further multiplied by ``alpha``).
 
     Returns:

@@ -5,16 +5,17 @@
 
 For each content/style pair, at ``--size`` (long side; the style is read at the same long side, as ``stylize`` does):
 
-- ``optimizers``: from the feed-forward output, the same number of steps of each optimiser/parameterisation (Adam on
-  pixels at a few learning rates, L-BFGS on pixels, Adam on a Laplacian pyramid), at half size (where the quality
-  levels spend most of their steps) and at full size; the curves (seconds, content loss, style loss per step) go to
+- ``optimizers``: from the feed-forward output, the same number of steps (one VGG19 forward+backward pass each) of
+  each optimiser/parameterisation: L-BFGS on pixels, Adam on pixels, Adam on a Laplacian pyramid (at full size, and
+  with ``--optimizer-steps HALF FULL`` at half size too); the curves (seconds, content and style loss per step) go to
   the JSON, the last losses to the table.
-- ``levels``: each quality level from the feed-forward output of the model (default hybridstyle-fast), with the
-  full-size losses evaluated along the way (the clock is paused while they are, so the seconds are refinement time).
+- ``levels``: each quality level from the feed-forward output of the model (default hybridstyle-fast), and a
+  coarse-to-fine schedule (``COARSE_TO_FINE``), with the full-size losses evaluated along the way (the clock is paused
+  while they are, so the seconds are refinement time).
 - ``gatys``: Gatys et al. from scratch: the same loss and optimiser from the content image at full size, until the
   objective plateaus (less than 0.5% better over 10 steps) or ``--gatys-seconds``.
-- ``reach``: the refinement continued at full size (after the "best" level's half-size stage) until its style loss is
-  down to Gatys' final one, or Gatys' time has passed; the table gives the time each needed for that style loss.
+- ``reach``: the refinement continued at full size until its style loss is down to Gatys' final one, or Gatys' time
+  has passed; the table gives the time each needed for that style loss.
 
 Losses are those the refinement minimises (``hybridstyle.refine``): the content loss against the alpha-blended AdaIN
 target at relu4_1 and the style loss (per-channel mean/std plus Gram, relu1_1..relu4_1), both scaled to O(1). Times
@@ -51,8 +52,10 @@ EXAMPLES = REPO_ROOT / "hybridstyle" / "examples"
 DEFAULT_PAIRS = ["gc_animal_kitten.jpg:gc_GreatWave.jpg", "gc_monument_neuschwansteinCastle.jpg:opencv_starry_night.jpg"]
 SECTIONS = ("optimizers", "levels", "gatys", "reach")
 # (name, optimizer, learning rate) compared in the optimizers section.
-OPTIMIZERS = [("adam lr 0.01", "adam", 0.01), ("adam lr 0.02", "adam", 0.02), ("adam lr 0.05", "adam", 0.05),
-              ("lbfgs", "lbfgs", 1.0), ("pyramid adam lr 0.01", "pyramid", 0.01)]
+OPTIMIZERS = [("lbfgs", "lbfgs", 1.0), ("adam lr 0.02", "adam", 0.02), ("adam lr 0.05", "adam", 0.05),
+              ("pyramid adam lr 0.01", "pyramid", 0.01), ("pyramid adam lr 0.02", "pyramid", 0.02)]
+# Compared with the levels (which refine at full size only): the same kind of steps, coarse to fine.
+COARSE_TO_FINE = ((0.5, 16), (1.0, 8))
 PLATEAU_STEPS, PLATEAU_GAIN = 10, 0.005
 
 
@@ -222,7 +225,9 @@ def table(results: dict) -> str:
         start = pair["feed_forward"]
         lines.append(f"| {name} | feed-forward ({results['model']}) | {start['seconds']:.2f} | "
                      f"{start['seconds'] / unit:.2f} | {start['content']:.3f} | {start['style']:.3f} | |")
-        rows = [(f"quality={level!r} (+ feed-forward)", record) for level, record in pair.get("levels", {}).items()]
+        rows = [(f"quality={level!r} (+ feed-forward)" if level in refine.QUALITY_LEVELS else
+                 f"coarse to fine, {level} steps@scale (+ feed-forward)", record)
+                for level, record in pair.get("levels", {}).items()]
         if pair.get("reach"):
             rows.append(("refined until Gatys' style loss", pair["reach"]))
         if gatys:
@@ -255,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="content:style file names in ../shared/data/{photos,artworks} or the bundled examples")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--levels", nargs="+", default=[q for q in refine.QUALITY_LEVELS if q != "fast"])
-    parser.add_argument("--optimizer-steps", type=int, nargs=2, default=(24, 6), metavar=("HALF", "FULL"),
-                        help="steps per optimiser at half size and at full size")
+    parser.add_argument("--optimizer-steps", type=int, nargs=2, default=(0, 24), metavar=("HALF", "FULL"),
+                        help="steps per optimiser at half size and at full size (0: not at that size); default 0 24")
     parser.add_argument("--gatys-seconds", type=float, default=300.0)
     parser.add_argument("--gatys-steps", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=4, help="full-size evaluation every N refinement steps")
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                "vgg_pass_seconds": vgg_pass_seconds(network, prepared[0][0].shape), "pairs": []}
 
     half, full = args.optimizer_steps
-    level_steps = sum(refine.total_steps(refine.quality_schedule(q)) for q in args.levels)
+    level_steps = sum(refine.total_steps(refine.quality_schedule(q)) for q in [*args.levels, COARSE_TO_FINE])
     per_pair = (("optimizers" in args.sections) * len(OPTIMIZERS) * (half + full)
                 + ("levels" in args.sections) * level_steps
                 + ("gatys" in args.sections) * 100 + ("reach" in args.sections) * 60)
@@ -309,22 +314,20 @@ def main(argv: list[str] | None = None) -> int:
                 "content_image": evaluate(network, content, full_targets)}
         tensor_to_pil(ff).save(out_dir / f"{stem}__fast.png")
         if "optimizers" in args.sections:
-            pair["optimizers"] = {
-                "half": run_optimizers(network, ff, content, style, half, 0.5, bar),
-                "full": run_optimizers(network, ff, content, style, full, 1.0, bar),
-            }
+            pair["optimizers"] = {name: run_optimizers(network, ff, content, style, steps, scale, bar)
+                                  for name, steps, scale in (("half", half, 0.5), ("full", full, 1.0)) if steps}
         if "levels" in args.sections:
             pair["levels"] = {}
-            for level in args.levels:
+            for level in [*args.levels, COARSE_TO_FINE]:
                 record, image = run_refinement(network, ff, content, style, level, full_targets, args.eval_every, bar)
-                pair["levels"][level] = record
-                tensor_to_pil(image).save(out_dir / f"{stem}__{level}.png")
+                label = level if isinstance(level, str) else "+".join(f"{n}@{scale:g}" for scale, n in level)
+                pair["levels"][label] = record
+                tensor_to_pil(image).save(out_dir / f"{stem}__{label}.png")
         if "gatys" in args.sections:
             pair["gatys"], image = run_gatys(network, content, full_targets, args.gatys_seconds, args.gatys_steps, bar)
             tensor_to_pil(image).save(out_dir / f"{stem}__gatys.png")
             if "reach" in args.sections:
-                half_stage = refine.QUALITY_LEVELS["best"][0]
-                schedule = [half_stage, (1.0, args.gatys_steps)]
+                schedule = [(1.0, args.gatys_steps)]
                 pair["reach"], image = run_refinement(
                     network, ff, content, style, schedule, full_targets, args.eval_every, bar,
                     stop_style=pair["gatys"]["final"]["style"], max_seconds=pair["gatys"]["seconds"])
