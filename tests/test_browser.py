@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import sys
-import time
-import warnings
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,11 +21,12 @@ if not os.path.exists(CHROMIUM):
 if importlib.util.find_spec("playwright") is None:
     pytest.skip("browser tests need playwright (pip install playwright; no `playwright install`)", allow_module_level=True)
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from conftest import serve_on_a_free_port  # noqa: E402
 
 import app  # noqa: E402
 from hybridstyle import HybridStyle  # noqa: E402
@@ -47,13 +46,7 @@ def served_demo(tmp_path_factory):
     torch.manual_seed(0)
     model = HybridStyle(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
     demo = app.build_demo(model, tmp_path_factory.mktemp("served"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    demo.test_url = url
+    demo.test_url = serve_on_a_free_port(app.launch, demo)
     yield demo
     demo.close()
 
@@ -71,9 +64,43 @@ def browser():
         browser.close()
 
 
+# Counts, per trigger id, the unqueued event responses (/run/predict) the page has read and handled: the count goes up
+# in a task queued after the response's JSON is delivered, so after the page's own code has applied its updates.
+HANDLED_RESPONSES = """
+window.__handled = {};
+const originalFetch = window.fetch;
+window.fetch = async (...args) => {
+  const response = await originalFetch(...args);
+  const url = String(args[0] && args[0].url ? args[0].url : args[0]);
+  const body = args[1] && typeof args[1].body === "string" ? args[1].body : "";
+  const trigger = (body.match(/"trigger_id":\\s*(\\d+)/) || [])[1];
+  if (url.includes("/run/predict") && trigger !== undefined) {
+    const json = response.json.bind(response);
+    response.json = async () => {
+      const value = await json();
+      setTimeout(() => { window.__handled[trigger] = (window.__handled[trigger] || 0) + 1; }, 0);
+      return value;
+    };
+  }
+  return response;
+};
+"""
+
+
+def handled(page, trigger_id: int) -> int:
+    return page.evaluate(f"() => window.__handled[{trigger_id}] || 0")
+
+
+def wait_until_handled(page, trigger_id: int, more_than: int) -> None:
+    """Until the page has handled another response of the event ``trigger_id``, and rendered twice since."""
+    page.wait_for_function(f"() => (window.__handled[{trigger_id}] || 0) > {more_than}", timeout=TIMEOUT_MS)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
 @pytest.fixture
 def page(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(HANDLED_RESPONSES)
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
@@ -148,20 +175,14 @@ def paint_stroke(page) -> None:
 
 
 def upload_under_the_brush(page, demo, path: str) -> None:
-    """Upload a content photo and wait until the region editor has shown it and its input event (if it sends one
-    for a new photo, as Gradio 6.31 does) has come back: that event is the one that used to tick the region box."""
+    """Upload a content photo and wait until the region editor shows it and the page has handled the editor's input
+    event that Gradio 6.31 sends for a new photo: that event is the one that used to tick the region box. Waits
+    for the event itself, so a Gradio that stopped sending it fails here instead of passing unchecked."""
     editor_id = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "region")
-
-    def editor_event(response) -> bool:
-        return "/run/predict" in response.url and f'"trigger_id":{editor_id}' in (response.request.post_data or "")
-
-    try:
-        with page.expect_response(editor_event, timeout=15_000):
-            upload_content(page, path)
-    except PlaywrightTimeoutError:
-        pass  # no input event for a new photo: nothing can tick the box
+    before = handled(page, editor_id)
+    upload_content(page, path)
     expect(page.locator("#region img, #region canvas").first).to_be_visible()
-    time.sleep(0.5)  # the page applies the response's updates after it arrives
+    wait_until_handled(page, editor_id, before)
 
 
 def test_region_flow_with_the_accordion_open_first(page, served_demo, tmp_path):
@@ -201,17 +222,21 @@ def test_unreadable_upload_is_refused_on_upload(page, tmp_path, slot):
 def test_stylize_is_disabled_while_running_and_errors_clear_the_status(page, served_demo, monkeypatch):
     style_app = served_demo.style_app
     stylize = style_app.stylize
+    release = threading.Event()
 
-    def slow_stylize(*args, **kwargs):
-        time.sleep(2)  # long enough to look at the button while the job runs
+    def held_stylize(*args, **kwargs):
+        assert release.wait(TIMEOUT_MS / 1000), "the test never let the job finish"  # runs until the button is checked
         return stylize(*args, **kwargs)
 
-    monkeypatch.setattr(style_app, "stylize", slow_stylize)
+    monkeypatch.setattr(style_app, "stylize", held_stylize)
     upload_content(page, app.EXAMPLES["content"][0].path)
     pick_artwork(page, 0, slot=1)
     run = page.locator("#run")
     run.click()
-    expect(run).to_be_disabled()
+    try:
+        expect(run).to_be_disabled()
+    finally:
+        release.set()
     assert "512x288" in wait_for_result(page)
     expect(run).to_be_enabled()
 
