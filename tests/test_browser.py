@@ -13,7 +13,7 @@ import importlib.util
 import os
 import socket
 import sys
-import time
+import threading
 import warnings
 from pathlib import Path
 
@@ -240,17 +240,21 @@ def test_a_failed_stylize_marks_no_box_with_an_error_badge(page, tmp_path):
 def test_stylize_is_disabled_while_running_and_errors_clear_the_status(page, served_demo, monkeypatch):
     style_app = served_demo.style_app
     stylize = style_app.stylize
+    release = threading.Event()
 
-    def slow_stylize(*args, **kwargs):
-        time.sleep(2)  # long enough to look at the button while the job runs
+    def held_stylize(*args, **kwargs):
+        assert release.wait(TIMEOUT_MS / 1000), "the test never let the job finish"  # runs until the button is checked
         return stylize(*args, **kwargs)
 
-    monkeypatch.setattr(style_app, "stylize", slow_stylize)
+    monkeypatch.setattr(style_app, "stylize", held_stylize)
     upload_content(page, app.EXAMPLES["content"][0].path)
     pick_artwork(page, 0, slot=1)
     run = page.locator("#run")
     run.click()
-    expect(run).to_be_disabled()
+    try:
+        expect(run).to_be_disabled()
+    finally:
+        release.set()
     assert "512x288" in wait_for_result(page)
     expect(run).to_be_enabled()
 

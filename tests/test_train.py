@@ -247,6 +247,41 @@ def test_resume_restores_step_optimizers_schedulers_ema_and_rng(data, tmp_path, 
     assert {float(s["step"]) for s in final["state"].values()} == {4.0}
 
 
+def test_the_data_stream_resumes_at_any_position_without_touching_the_global_rngs():
+    from itertools import islice
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from torch.utils.data import DataLoader, Dataset
+
+    class Keys(Dataset):  # returns what the sampler asked for: (index, crop seed)
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, key):
+            return torch.tensor(key)
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    accelerator = Accelerator(cpu=True)
+
+    def stream(batches_seen: int, count: int) -> list[list[tuple[int, int]]]:
+        sampler = train.SeededShuffle(5, seed=3)
+        loader = accelerator.prepare(DataLoader(Keys(), batch_size=2, sampler=sampler, drop_last=True,
+                                                generator=torch.Generator().manual_seed(3)))
+        return [[tuple(k) for k in b.tolist()] for b in islice(train.infinite(accelerator, loader, sampler, batches_seen), count)]
+
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
+    whole = stream(0, 7)  # 2 batches per epoch (5 samples, the last dropped): 3.5 epochs
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+    for start in range(1, 7):  # mid-epoch and at epoch starts alike
+        assert stream(start, 7 - start) == whole[start:], start
+    epochs = [whole[i] + whole[i + 1] for i in (0, 2, 4)]
+    assert all(len({index for index, _ in epoch}) == 4 for epoch in epochs)  # each epoch a permutation
+    assert len({tuple(index for index, _ in epoch) for epoch in epochs}) == 3  # reshuffled every epoch
+    assert len({seed for epoch in epochs for _, seed in epoch}) == 12  # a crop seed of its own for every sample
+
+
 def test_a_finished_run_continues_with_more_steps_and_new_settings(data, tmp_path, caplog):
     out = tmp_path / "out"
     run(base_args(data, out, "--checkpointing_steps", "2", steps=3))
