@@ -14,15 +14,19 @@ API (gradio_client), endpoint ``/stylize``::
     client = Client("http://127.0.0.1:7860/")
     png_path = client.predict(content=handle_file("photo.jpg"), styles=[handle_file("a.jpg"), handle_file("b.jpg")],
                               weights=[0.7, 0.3], alpha=1.0, preserve_color=False, size=512, api_name="/stylize")
+
+``quality="balanced"`` or ``"best"`` refines the result by optimisation (slower); the default ``"fast"`` does not.
 """
 
 import csv
+import json
 import math
 import os
 import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -44,6 +48,8 @@ SIZE_MIN, SIZE_MAX, SIZE_DEFAULT = 128, 1536, 512
 SLOW_SIZE = 1024
 MAX_FILE_SIZE = "20mb"
 METHODS = ("adain", "wct")
+# The quality dial (HybridStyle.stylize(quality=...)): the feed-forward output, or refined by optimisation in VGG19.
+QUALITIES = ("fast", "balanced", "best")
 # Finished PNGs are kept this long for the download link, then removed by the next request.
 OUTPUT_TTL_SECONDS = 3600
 # With one style and a region, the stylized photo is laid over the original through the region mask, blurred by this
@@ -286,14 +292,30 @@ class StyleApp:
     Parameters:
         model: a loaded :class:`HybridStyle` (any size; tests use a tiny random one).
         output_dir: where downloadable PNGs are written (default: a fresh temporary folder).
+        alternatives: other models a visitor may pick, by name, each built by its function on first use (the served
+            model is ``model_choices[0]``).
     """
 
-    def __init__(self, model: HybridStyle, output_dir: str | os.PathLike | None = None):
+    def __init__(self, model: HybridStyle, output_dir: str | os.PathLike | None = None,
+                 alternatives: dict[str, Callable[[], HybridStyle]] | None = None, model_name: str = "served model"):
         self.model = model.eval()
+        self._alternatives = dict(alternatives or {})
+        self._loaded: dict[str, HybridStyle] = {}
+        self.model_choices = [model_name, *self._alternatives]
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="hybridstyle-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- the core, shared by the UI and the API -------------------------------------------------------------------
+
+    def model_for(self, name: str | None) -> HybridStyle:
+        """The model a visitor picked (``None`` or the first choice: the served one); others load once, on first use."""
+        if name in (None, "", self.model_choices[0]):
+            return self.model
+        if name not in self._alternatives:
+            raise _error(f"model must be one of {', '.join(self.model_choices)}, got {name!r}")
+        if name not in self._loaded:
+            self._loaded[name] = self._alternatives[name]().eval()
+        return self._loaded[name]
 
     def stylize(
         self,
@@ -307,6 +329,8 @@ class StyleApp:
         region: torch.Tensor | Image.Image | str | None = None,
         progress: gr.Progress | None = None,
         wording: Wording = UI_WORDS,
+        quality: str = "fast",
+        model_name: str | None = None,
     ) -> tuple[Image.Image, Image.Image, str]:
         """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
 
@@ -323,6 +347,8 @@ class StyleApp:
                 pixels (the model's one-style mask), feathered by ``REGION_FEATHER``.
             progress: Gradio's progress tracker, if any.
             wording: how error messages name the inputs (``UI_WORDS`` or ``API_WORDS``).
+            quality: one of ``QUALITIES``: ``"fast"`` is the feed-forward output; ``"balanced"`` and ``"best"`` refine
+                it by optimisation (seconds to a minute on a CPU), reporting each step to ``progress``.
         """
         report = progress or (lambda *args, **kwargs: None)
         started = time.perf_counter()
@@ -335,6 +361,8 @@ class StyleApp:
         style_scale = _check_number(style_scale, wording.style_scale, 0.25, 4)
         if method not in METHODS:
             raise _error(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if quality not in QUALITIES:
+            raise _error(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
         weights = [_check_number(w, wording.weight.format(n=i + 1, i=i), 0, 1e6) for i, (_, w) in enumerate(styles)]
 
         report(0.05, desc="Reading images")
@@ -385,15 +413,17 @@ class StyleApp:
 
         report(0.2, desc=f"Stylizing with {len(style_images)} style(s)")
         try:
-            result = self.model.stylize(
+            result = self.model_for(model_name).stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
-                style_scale=style_scale, method=method, max_size=SIZE_MAX, **feather,
+                style_scale=style_scale, method=method, max_size=SIZE_MAX, quality=quality, **feather,
+                callback=lambda step, total, _: report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}"),
             )
         except (ValueError, ImageLoadError) as err:
             raise _error(str(err)) from None
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
+        settings += f" · quality {quality}" if quality != "fast" else ""
         status = f"**{result.width}x{result.height}** in {seconds:.1f} s · {settings} · {', '.join(names)}"
         return photo, result, status
 
@@ -433,6 +463,8 @@ class StyleApp:
         style_scale: float,
         region_on: bool,
         editor: dict | None,
+        quality: str = "fast",
+        model_name: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
     ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
         """The Stylize button: returns (content, result) for the slider, the PNG path and a status line."""
@@ -443,8 +475,11 @@ class StyleApp:
         if size > SLOW_SIZE:
             slower = (size / SIZE_DEFAULT) ** 2
             gr.Warning(f"{size} px takes about {slower:.0f}x as long as {SIZE_DEFAULT} px on a CPU; please be patient.")
+        # The painting itself decides, as it is when Stylize is pressed: a stroke made just before counts (a checkbox
+        # ticked by the editor's input event came seconds late). region_on is the visitor's opt-out, nothing else.
+        painted = _is_painted(editor)
         region, photo = None, content
-        if region_on:
+        if region_on and painted:
             if not slots:
                 raise _error(NO_STYLE)
             try:
@@ -452,10 +487,10 @@ class StyleApp:
             except ImageLoadError as err:
                 raise _error(str(err)) from None
             region = _painted_mask(editor, _fit_long_side(*photo.size, size))
-            if region is None:
-                gr.Warning("Region styles is on but nothing is painted: styling the whole photo. Paint over the photo in "
-                           "'Region styles' to choose where style 1 goes.")
-        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress)
+        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress,
+                                             quality=quality, model_name=model_name)
+        if painted and not region_on:
+            status += " · the painted region is not used: tick 'Use the painted region' to use it"
         stem = Path(content).stem if isinstance(content, str) else "photo"
         return (photo, result), self.save_png(result, f"{stem}_stylized"), status
 
@@ -481,18 +516,9 @@ class StyleApp:
         return [gr.skip()] * len(slots)
 
     @staticmethod
-    def content_to_editor(content: str | None) -> tuple[str | None, bool]:
-        """Show the content photo under the region brush, and turn regions off: the new photo starts unpainted."""
-        return content, False
-
-    @staticmethod
-    def region_from_painting(editor: dict | None) -> Any:
-        """The editor's input event: painting turns regions on; anything else leaves the checkbox alone.
-
-        The editor also reports input when it merely shows a new photo (with the Region accordion open), so the
-        layers are looked at, not the event: otherwise every upload ticked the box by itself.
-        """
-        return True if _is_painted(editor) else gr.skip()
+    def content_to_editor(content: str | None) -> str | None:
+        """Show the content photo under the region brush (the new photo starts unpainted)."""
+        return content
 
     @staticmethod
     def check_upload(payload: dict | None, label: str) -> Any:
@@ -533,17 +559,20 @@ class StyleApp:
         size: int = SIZE_DEFAULT,
         mask: str | None = None,
         method: str = "adain",
+        quality: str = "fast",
     ) -> Image.Image:
         """``/stylize``: content image file, style image files (fused by weights), settings; returns a PNG.
 
         ``weights`` is a list (or comma-separated string) with one number per style, default equal. ``mask`` is an
         optional image with the content's proportions: white is where the first style paints, the other styles paint
-        the rest (with one style, the rest keeps the photo).
+        the rest (with one style, the rest keeps the photo). ``quality``: ``"fast"`` (default), ``"balanced"`` or
+        ``"best"`` (refined by optimisation: slower).
         """
         styles = [s for s in (styles or []) if s]
         weighted = list(zip(styles, _parse_weights(weights, len(styles)))) if styles else []
         region = mask if mask else None
-        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS)[1]
+        return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS,
+                            quality=quality or "fast")[1]
 
 
 THEME = gr.themes.Soft(
@@ -556,7 +585,57 @@ THEME = gr.themes.Soft(
 CSS = """
 #style-slots .image-container img { object-fit: contain; }
 #status { min-height: 2em; }
+/* Style slots: the "Style N" label and the clear button float over the top of the slot, so the thumbnail starts below
+   them; an empty slot says what to do in a few words (Gradio's "Drop Image Here - or - Click to Upload" is cut). */
+#style-slots .image-frame { padding-top: 36px; box-sizing: border-box; }
+#style-slots [id^=style] > button.upload-container { padding-top: 30px; box-sizing: border-box; }
+#style-slots [data-testid="upload-text"] { font-size: 0; }
+#style-slots [data-testid="upload-text"]::after { content: "Drop an image or click"; font-size: var(--text-md); }
+/* Weight sliders: the column is narrower than a block's 160 px minimum, which pushed the handle past the clipped
+   right edge; the number box shows the value, so the 0 and 1 end labels go too. */
+#style-slots .block { min-width: 0 !important; }
+#style-slots .slider_input_container .min_value, #style-slots .slider_input_container .max_value { display: none; }
+/* Artworks gallery: every row shown (no scroll box), the label above the thumbnails, and whole captions under the
+   pictures (cut captions made both "Van Gogh, ..." the same); two columns on a phone. */
+#gallery, #gallery .grid-wrap { height: auto !important; max-height: none !important; overflow: visible !important; }
+#gallery > label[data-testid="block-label"] { position: static; margin-bottom: 4px; }
+#gallery .grid-container { padding-top: 0; grid-template-rows: none; grid-auto-rows: auto; }
+#gallery .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#gallery .thumbnail-item > img { height: 100px; flex: none; }
+#gallery .caption-label { position: static; max-width: none; white-space: normal; text-overflow: clip; overflow: visible;
+  border: 0; border-radius: 0; text-align: center; line-height: 1.25; }
+@media (max-width: 640px) { #gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+/* A refused input is said once, in the error toast: no red "Error" badge over the result, status and download boxes,
+   which the visitor did not touch (Gradio marks every output of a failed event). */
+#result [data-testid="status-tracker"]:has(> .error), #status [data-testid="status-tracker"]:has(> .error),
+#download [data-testid="status-tracker"]:has(> .error) { display: none; }
 """
+# Gradio's page refuses a file that is not an image before it reaches the server, with a toast ("Invalid file type:
+# notes.txt. Only image/* allowed.") that names neither the slot nor what to use instead: it is reworded like the
+# server's own upload check ("Style 1: 'notes.jpg' is not an image ..."), with the slot that the file was given to.
+JS = """
+() => {
+  let slot = null;
+  const remember = (event) => {
+    const block = event.target instanceof Element ? event.target.closest(".block[id]") : null;
+    const label = block ? block.querySelector('[data-testid="block-label"]') : null;
+    slot = label ? label.textContent.trim() : null;
+  };
+  document.addEventListener("change", remember, true);
+  document.addEventListener("drop", remember, true);
+  const reword = () => {
+    for (const text of document.querySelectorAll('[data-testid="toast-text"]')) {
+      const refused = /^Invalid file types?: (.*)\\. Only .* allowed\\.$/.exec(text.textContent.trim());
+      if (refused) {
+        const names = refused[1].split(", ").map((name) => "'" + name + "'").join(", ");
+        text.textContent = (slot ? slot + ": " : "") + names + " is not an image; " + IMAGE_FORMATS + ".";
+      }
+    }
+  };
+  new MutationObserver(reword).observe(document.body, {childList: true, subtree: true, characterData: true});
+  document.documentElement.dataset.hybridstyle = "ready";  // for tests: the listeners are in place
+}
+""".replace("IMAGE_FORMATS", json.dumps(IMAGE_FORMATS))
 
 INTRO = """# HybridStyle: paint your photo in the style of artworks
 **1.** Add a content photo (upload, paste or webcam). **2.** Click artworks in the gallery or upload your own style
@@ -572,14 +651,17 @@ def _when_done(event: Any, fn: Any, outputs: Any) -> None:
     event.failure(fn, None, outputs, api_visibility="private", queue=False)
 
 
-def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) -> gr.Blocks:
+def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
+               alternatives: dict[str, Callable[[], HybridStyle]] | None = None, model_name: str = "served model") -> gr.Blocks:
     """The Space's UI around ``model``; call :func:`launch` (or ``demo.queue().launch()``) to serve it.
 
     Parameters:
-        model: the HybridStyle model used for every request.
+        model: the HybridStyle model used by default.
         output_dir: where downloadable PNGs are written (default: a temporary folder).
+        alternatives: other models a visitor may pick in "Model", by name, each built on first use.
+        model_name: the name ``model`` is shown under.
     """
-    app = StyleApp(model, output_dir)
+    app = StyleApp(model, output_dir, alternatives, model_name)
     style_gallery = [(example.path, example.title) for example in EXAMPLES["styles"]]
 
     with gr.Blocks(title="HybridStyle: style transfer and style fusion", analytics_enabled=False) as demo:
@@ -593,13 +675,15 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 with gr.Row(elem_id="style-slots"):
                     for i in range(MAX_STYLES):
                         with gr.Column(min_width=110):
-                            slots.append(image_upload(label=f"Style {i + 1}", type="filepath", image_mode=None, height=130,
-                                                      sources=["upload", "clipboard"], elem_id=f"style{i + 1}"))
+                            slots.append(image_upload(label=f"Style {i + 1}", type="filepath", image_mode=None, height=160,
+                                                      sources=["upload", "clipboard"], elem_id=f"style{i + 1}",
+                                                      buttons=[]))  # no fullscreen button over the thumbnail
                             # Unique labels: the examples table keys its columns by label (duplicates break its rendering).
                             weights.append(gr.Slider(0, 1, value=1.0, step=0.05, label=f"Weight {i + 1}",
                                                      elem_id=f"weight{i + 1}"))
                 gallery = gr.Gallery(style_gallery, label="Artworks: click one to put it in the first empty slot",
-                                     columns=4, height=280, allow_preview=False, object_fit="cover", elem_id="gallery")
+                                     columns=4, height="auto", allow_preview=False, object_fit="cover", elem_id="gallery",
+                                     buttons=[])
                 with gr.Row():
                     clear_styles = gr.Button("Clear styles", size="sm", variant="secondary")
                 with gr.Accordion("3 · Settings", open=True):
@@ -613,10 +697,21 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                                           info="AdaIN: fast; WCT: full colour statistics, slower")
                         style_scale = gr.Slider(0.5, 2.0, value=1.0, step=0.25, label="Style scale",
                                                 info="larger = finer brush strokes")
+                    quality = gr.Radio(list(QUALITIES), value="fast", label="Speed / Quality", elem_id="quality",
+                                       info="fast: instant; balanced and best refine the result (about 20 s and a "
+                                            "minute at 512 px)")
+                    # Until the default model paints as much as hybridstyle-base, visitors can choose it (issue 13).
+                    model_choice = gr.Radio(app.model_choices, value=app.model_choices[0], label="Model",
+                                            elem_id="model", visible=len(app.model_choices) > 1,
+                                            info="hybridstyle-fast: fast, keeps the photo, mostly colour; "
+                                                 "hybridstyle-base: paints more strokes, about 30x slower")
                 with gr.Accordion("Region styles: paint where style 1 goes", open=False):
-                    region_on = gr.Checkbox(False, label="Use the painted region",
-                                            info="style 1 paints the region; the other styles (fused) paint the rest, "
-                                                 "or with one style the rest keeps the photo")
+                    # Ticked: whatever is painted when Stylize is pressed is used; unticking stylizes the whole photo
+                    # and keeps the painting (to compare without repainting).
+                    region_on = gr.Checkbox(True, label="Use the painted region",
+                                            info="style 1 paints where you paint; the other styles (fused) paint the "
+                                                 "rest, or with one style the rest keeps the photo. Untick to stylize "
+                                                 "the whole photo and keep the painting")
                     editor = gr.ImageEditor(label="Paint over the photo", type="pil", sources=[], transforms=(),
                                             layers=False, brush=gr.Brush(colors=["#ff40a0"], color_mode="fixed"),
                                             height=360, placeholder="Add a content photo first", elem_id="region")
@@ -628,7 +723,8 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
                 status = gr.Markdown(elem_id="status")
                 download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
 
-        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor]
+        run_inputs = [content, *slots, *weights, alpha, preserve_color, size, method, style_scale, region_on, editor, quality,
+                      model_choice]
         # Stylize is disabled from the click until the run ends, so repeated clicks cannot queue duplicates; the old
         # status goes at once, so a failed run never shows the previous success.
         stylizing = run.click(app.busy, None, [run, status], api_visibility="private", queue=False).then(
@@ -643,11 +739,7 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
             # concurrency limit, because a check must not wait behind a stylization.
             upload.upload(partial(app.check_upload, label=upload.label), upload, upload, preprocess=False,
                           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-        content.change(app.content_to_editor, content, [editor, region_on], api_visibility="private", queue=False)
-        # Painting is a clear sign the visitor wants regions; the checkbox still turns them off without erasing.
-        # always_last: a stroke made while an earlier input event is pending must still be looked at.
-        editor.input(app.region_from_painting, editor, region_on, api_visibility="private", queue=False,
-                     trigger_mode="always_last", show_progress="hidden")
+        content.change(app.content_to_editor, content, editor, api_visibility="private", queue=False)
 
         photos = {Path(e.path).stem: e.path for e in EXAMPLES["content"]}
         arts = {Path(e.path).stem: e.path for e in EXAMPLES["styles"]}
@@ -682,10 +774,12 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None) 
             api_size = gr.Number(SIZE_DEFAULT, label="size", precision=0)
             api_mask = gr.File(label="mask", file_types=["image"])
             api_method = gr.Textbox("adain", label="method")
+            api_quality = gr.Textbox("fast", label="quality")
             api_result = gr.Image(type="pil", format="png", label="result")
             api_button = gr.Button("api")
         api_button.click(
-            app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method],
+            app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method,
+                      api_quality],
             api_result, api_name="stylize", concurrency_id="stylize",
             api_description="Stylize a content image with one or more style images (fused by weights); returns a PNG.",
         )
@@ -703,7 +797,7 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
     # Each stylization already uses every core (torch threads), so running several at once only adds memory.
     concurrency = int(os.environ.get("HYBRIDSTYLE_CONCURRENCY", "1"))
     demo.queue(default_concurrency_limit=concurrency, max_size=int(os.environ.get("HYBRIDSTYLE_QUEUE_SIZE", "64")))
-    options = dict(theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE, allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
+    options = dict(theme=THEME, css=CSS, js=JS, max_file_size=MAX_FILE_SIZE, allowed_paths=[str(EXAMPLES_DIR)], show_error=True)
     options.update(kwargs)
     return demo.launch(**options)
 
@@ -719,6 +813,16 @@ def load_model(name: str | None = None) -> HybridStyle:
     return HybridStyle.from_pretrained(name).to(device).eval()
 
 
+def build_space() -> gr.Blocks:
+    """The Space: the served model (``$HYBRIDSTYLE_MODEL`` or the bundled default) and, when that is the bundled
+    default, hybridstyle-base as a choice (it paints more strokes; loaded on first use)."""
+    name = os.environ.get("HYBRIDSTYLE_MODEL")
+    if name:
+        return build_demo(load_model(name), model_name=name)
+    return build_demo(load_model(), model_name="hybridstyle-fast",
+                      alternatives={"hybridstyle-base": partial(load_model, "hybridstyle-base")})
+
+
 _demo: gr.Blocks | None = None
 
 
@@ -728,10 +832,10 @@ def __getattr__(name: str) -> Any:
     global _demo
     if name == "demo":
         if _demo is None:
-            _demo = build_demo(load_model())
+            _demo = build_space()
         return _demo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    launch(build_demo(load_model()))
+    launch(build_space())

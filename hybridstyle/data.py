@@ -185,9 +185,12 @@ class RandomCropImages(Dataset):
         if self.bad:
             logger.warning("%d of %d training images are unreadable and will be skipped", len(self.bad), len(self.images))
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        """A random crop of image ``index``; an ``(index, crop_seed)`` pair draws the crop from ``crop_seed`` alone
+        (a sampler that seeds every sample makes the data stream independent of any global RNG, hence resumable)."""
+        index, rng = (index[0], random.Random(index[1])) if isinstance(index, tuple) else (index, self.rng)
         _, image = self._first_readable(index, self._get_image)
-        return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, self.rng))[0]
+        return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, rng))[0]
 
 def load_image_source(folder: str | None, dataset: str | None, split: str = "train"):
     """File list from ``folder`` or a ``datasets`` dataset from ``dataset``.

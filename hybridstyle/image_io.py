@@ -1,18 +1,24 @@
-"""Reading user images and masks safely, and converting between PIL images and tensors."""
+"""Reading user images and masks safely, and converting between PIL images and tensors.
+
+torch is imported only by the functions that make or take tensors: reading images needs only PIL and numpy, so the
+onnxruntime runner (:class:`hybridstyle.onnx_export.OnnxStylizer`) works where PyTorch is not installed.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Refuse decompression bombs outright instead of letting PIL merely warn: a 40000x40000 PNG of a few KB would
 # otherwise allocate gigabytes before anything can check its size.
 MAX_IMAGE_PIXELS = 64_000_000
+
+if TYPE_CHECKING:
+    import torch
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
@@ -146,6 +152,8 @@ def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: st
     ``size`` is the ``(width, height)`` it must have: a mask of another size is an error, not a silent resize,
     because a stretched mask paints the wrong region.
     """
+    import torch
+
     if isinstance(source, torch.Tensor):
         mask = source.detach().float().cpu()
         if mask.dim() == 3 and mask.shape[0] == 1:
@@ -170,6 +178,8 @@ def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: st
 
 def rgb_pixels(image: Image.Image) -> torch.Tensor:
     """The 8-bit pixels of an image as a read-only uint8 tensor ``(H, W, 3)``, sharing one copy with numpy."""
+    import torch
+
     array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "not writable": it is only read
@@ -178,6 +188,8 @@ def rgb_pixels(image: Image.Image) -> torch.Tensor:
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image to a float tensor ``(1, 3, H, W)`` in [0, 1]."""
+    import torch
+
     # One 8-bit copy and one float copy: a 6000x6000 photo made five full-size float32 temporaries before.
     pixels = rgb_pixels(image)
     tensor = torch.empty((1, 3, *pixels.shape[:2]), dtype=torch.float32)

@@ -53,7 +53,7 @@ def style_loss(
             scale = style_gram.pow(2).mean().detach().clamp_min(1e-8)
             loss = loss + F.mse_loss(gram_matrix(out.float()), style_gram) / scale
         else:
-            raise ValueError(f"style loss kind must be one of {STYLE_LOSSES}, got {kind!r}")
+            raise ValueError(f"style loss kind must be 'meanstd', 'gram' or 'both', got {kind!r}")
     return loss
 
 

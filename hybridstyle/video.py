@@ -501,28 +501,37 @@ def _check_arguments(alpha: float, style_scale: float, smoothing: float, scene_c
 
 def add_video_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``hybridstyle video in.mp4 style.jpg -o out.mp4`` to the ``hybridstyle`` command's subparsers."""
-    video = subparsers.add_parser("video", help="stylize a video file (temporally stabilised)",
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Each help says its default itself: ArgumentDefaultsHelpFormatter printed "(default: True)" for --no-audio and
+    # --no-stabilize (the value of the destination, the opposite of what the flag does) and doubled others.
+    video = subparsers.add_parser("video", help="stylize a video file (temporally stabilised)")
     video.add_argument("input", help="video file (MP4, MOV, MKV, WebM, AVI, ...)")
     video.add_argument("styles", nargs="+", help="one or more style images; several are fused")
-    video.add_argument("-o", "--output", default="stylized.mp4", help="output video: .mp4, .m4v, .mov or .mkv (H.264)")
-    video.add_argument("--weights", type=float, nargs="+", help="fusion weight per style (normalised)")
-    video.add_argument("--alpha", type=float, default=1.0, help="style strength: 0 = content, 1 = full style")
-    video.add_argument("--preserve-color", action="store_true", help="keep the video's colours")
+    video.add_argument("-o", "--output", default="stylized.mp4",
+                       help="output video: .mp4, .m4v, .mov or .mkv (H.264) (default stylized.mp4)")
+    video.add_argument("--weights", type=float, nargs="+", help="fusion weight per style (normalised; default equal)")
+    video.add_argument("--alpha", type=float, default=1.0, help="style strength: 0 = content, 1 = full style (default 1)")
+    video.add_argument("--preserve-color", action="store_true", help="keep the video's colours (default: the styles' colours)")
     video.add_argument("--style-scale", type=float, default=1.0,
-                       help="size styles are read at, vs the frames; >1 = finer strokes")
+                       help="size styles are read at, vs the frames; >1 = finer strokes (default 1)")
     video.add_argument("--no-stabilize", dest="stabilize", action="store_false",
-                       help="plain per-frame stylization (flickers); default smooths the statistics over time")
-    video.add_argument("--smoothing", type=float, default=0.9, help="weight of the past in the moving average, in [0, 1)")
+                       help="stylize each frame on its own (flickers more); without it, each frame's statistics are "
+                            "smoothed over time")
+    video.add_argument("--smoothing", type=float, default=0.9,
+                       help="weight of the past in the moving average, in [0, 1) (default 0.9)")
     video.add_argument("--temporal-blend", type=float, default=0.0,
-                       help="keep this much of the previous output where the input did not move, in [0, 1)")
+                       help="keep this much of the previous output where the input did not move, in [0, 1) "
+                            "(default 0: off)")
     video.add_argument("--size", type=int, help="long side to stylize and write at (default: the input's size)")
-    video.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, help="largest long side accepted")
-    video.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality, 0-51, lower is better")
-    video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the input's audio")
-    video.add_argument("--model", default=None, help="model folder or Hub id (default: the bundled model)")
-    video.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
-    video.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="compute dtype")
+    video.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                       help=f"largest long side accepted (default {DEFAULT_MAX_SIZE})")
+    video.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                       help=f"H.264 quality, 0-51, lower is better (default {DEFAULT_CRF})")
+    video.add_argument("--no-audio", dest="audio", action="store_false",
+                       help="write the video without sound; without it, the input's first audio track is copied")
+    video.add_argument("--model", default=None, help="model folder, bundled name or Hub id (default: the bundled model)")
+    video.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default cpu)")
+    video.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                       help="compute dtype (default float32; float16 needs a GPU)")
     return video
 
 

@@ -25,6 +25,10 @@ Sections (``--sections``, comma separated; default all):
   PIL-in/PIL-out stylize, at 512x512; ratios to the same model's PyTorch figures and to the peer (itself onnxruntime).
 - uhd: per model, time and peak resident memory of one 3840x2160 ``stylize()`` (automatic tiling) in a fresh
   subprocess; ratios to that model's 512 px stylize time scaled by the pixel count (31.6x) and to the peer at 512.
+- video: per model, frames per second of ``stylize_video`` (decode, stabilised stylization, H.264 encode; wall time
+  over frames) on a generated clip at 320x240, 1280x720 and 1920x1080 (``--video_frames`` frames each), on the machine
+  as it is ("quiet") and with a fixed background load the benchmark adds itself: one busy-loop process per core
+  ("loaded"), as on a shared machine; ratio loaded / quiet fps.
 
 Times are the median of ``--repeats`` runs after ``--warmup`` runs. ``--quick`` uses small sizes and one repeat (smoke
 tests); ``--tiny`` uses tiny random models instead (tests only: its numbers mean nothing).
@@ -56,11 +60,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
 
-SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx")
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx", "video")
 MODELS = ("fast", "base")
 TINY_CONFIGS = {"fast": dict(block_out_channels=(4, 8, 16)),
                 "base": dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))}
 UHD_SIZE = (3840, 2160)
+VIDEO_SIZES = {"320x240": (320, 240), "720p": (1280, 720), "1080p": (1920, 1080)}
 RATIO_NOTES = {
     "x_reference": "time / the reference workload's time (machine-normalised; lower is faster)",
     "vs_peer": "time / the peer's time at the same size (below 1 = faster than the peer)",
@@ -79,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5, training 3; --quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before each figure (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=None, help="training batch (default 8; --quick 2)")
+    p.add_argument("--video_frames", type=int, default=None, help="frames per video clip (default 48; --quick 3)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--memory_probe", choices=("peer", "uhd", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
     p.add_argument("--probe_sizes", default="", help=argparse.SUPPRESS)
@@ -449,6 +455,72 @@ def bench_onnx(models: dict[str, HybridStyle], settings: dict, results: dict, pe
     return result
 
 
+def write_test_clip(path: Path, width: int, height: int, frames: int, fps: int = 24) -> Path:
+    """A generated H.264 clip: a test image panning across the frame (every frame differs, as in real footage)."""
+    import av
+
+    source = np.asarray(test_image(max(width, height) + frames * 4, 0).resize((width + frames * 4, height)))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(source[:, i * 4:i * 4 + width]), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def busy_load(processes: int) -> list[subprocess.Popen]:
+    """The fixed background load of the "loaded" runs: ``processes`` pure-Python busy loops (one core each), which end
+    by themselves if the benchmark dies before it stops them."""
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+
+
+def stop_load(load: list[subprocess.Popen]) -> None:
+    for process in load:
+        process.kill()
+        process.wait()
+
+
+def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
+    import tempfile
+
+    from hybridstyle.video import stylize_video
+
+    cores = os.cpu_count() or 1
+    result: dict = {"frames": settings["video_frames"], "what": "stylize_video wall time (decode + stabilised "
+                    "stylization + H.264 encode) over frames, fp32, one 512 px style",
+                    "loaded": f"{cores} busy-loop process(es), one per core, started by the benchmark",
+                    "baseline": "loaded_vs_quiet = loaded fps / quiet fps"}
+    style = test_image(512, 1)
+    with tempfile.TemporaryDirectory() as folder:
+        clips = {label: write_test_clip(Path(folder) / f"{label}.mp4", w, h, settings["video_frames"])
+                 for label, (w, h) in settings["video_sizes"].items()}
+        warm = write_test_clip(Path(folder) / "warm.mp4", 64, 48, 2)
+        for name, model in models.items():
+            stylize_video(model, warm, style, Path(folder) / "warm_out.mp4", progress=False)  # first-call costs
+            entry = {}
+            for label, clip in clips.items():
+                runs = {}
+                for condition in ("quiet", "loaded"):
+                    load = busy_load(cores) if condition == "loaded" else []
+                    try:
+                        started = time.perf_counter()
+                        info = stylize_video(model, clip, style, Path(folder) / "out.mp4", progress=False)
+                        seconds = time.perf_counter() - started
+                    finally:
+                        stop_load(load)
+                    runs[condition] = {"seconds": seconds, "fps": info.frames / seconds}
+                runs["loaded_vs_quiet"] = ratio(runs["loaded"]["fps"], runs["quiet"]["fps"])
+                runs["size"] = f"{info.width}x{info.height}"
+                entry[label] = runs
+                log(f"[video] {name} {label}: {runs['quiet']['fps']:.2f} fps quiet, {runs['loaded']['fps']:.2f} fps "
+                    f"loaded")
+            result[name] = entry
+    return result
+
+
 # ---- main --------------------------------------------------------------------------------------------------------
 
 
@@ -470,6 +542,8 @@ def settings_for(args: argparse.Namespace) -> dict:
         "train_resolutions": [32, 64] if quick else [128, 256],
         "batch_size": args.batch_size or (2 if quick else 8),
         "memory_sizes": [128, 256] if quick else [512, 1024],
+        "video_frames": args.video_frames or (3 if quick else 48),
+        "video_sizes": {"64x48": (64, 48), "128x72": (128, 72)} if quick else VIDEO_SIZES,
         "peer_available": peer_available,
     }
 
@@ -484,7 +558,7 @@ def run(args: argparse.Namespace) -> dict:
                    "ratios": RATIO_NOTES},
     }
     results["config"]["models"] = args.models
-    needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training", "onnx"))
+    needs_model = any(s in args.sections for s in ("reference", "inference", "stylize", "training", "onnx", "video"))
     models = {name: build_model(name, args.tiny) for name in args.models} if needs_model else {}
     # The reference is the yardstick of every x_reference ratio, so it is measured whenever a model section runs.
     reference_s = None
@@ -515,6 +589,8 @@ def run(args: argparse.Namespace) -> dict:
         results["uhd"] = bench_uhd(settings, args.models, stylize_s, peer_s)
     if "onnx" in args.sections:
         results["onnx"] = bench_onnx(models, settings, results, peer_s)
+    if "video" in args.sections:
+        results["video"] = bench_video(models, settings)
     results["config"]["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -558,6 +634,10 @@ def format_report(results: dict) -> str:
     for name, u in ((k, v) for k, v in results.get("uhd", {}).items() if k in MODELS):
         lines.append(f"{name:<4} uhd stylize @{u['size']}: {u['seconds']:.2f} s, peak {u['peak_mb']:.0f} MB  "
                      f"(vs 512 per pixel {_fmt(u['vs_512_per_pixel'], '.2f')}, vs peer@512 {_fmt(u['vs_peer_512'], '.1f')})")
+    for name, v in ((k, v) for k, v in results.get("video", {}).items() if k in MODELS):
+        for label, r in v.items():
+            lines.append(f"{name:<4} video {label} ({r['size']}): {r['quiet']['fps']:.2f} fps quiet, "
+                         f"{r['loaded']['fps']:.2f} fps loaded (loaded/quiet {_fmt(r['loaded_vs_quiet'], '.2f')})")
     return "\n".join(lines)
 
 

@@ -33,15 +33,16 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -294,13 +295,37 @@ def log_validation_images(accelerator: Accelerator, grid: torch.Tensor, step: in
                 logger.warning(f"could not log the validation grid to TensorBoard ({type(err).__name__}: {err})")
 
 
-def infinite(loader: DataLoader):
-    epoch = 0
+class SeededShuffle(Sampler):
+    """Each epoch's sample order and every sample's crop seed, drawn from ``(seed, epoch)`` alone.
+
+    Yields ``(index, crop_seed)`` pairs for :class:`RandomCropImages`. No global RNG is involved (neither the
+    sampler's nor, through the crop seeds, the dataloader workers'), so the data stream is a function of the seed and
+    the position in it: a resumed run skips to its position and sees exactly the batches an uninterrupted run would.
+    Every process draws the same order; accelerate's batch sharding gives each its own batches.
+    """
+
+    def __init__(self, length: int, seed: int):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed % 2**64, self.epoch])
+        order, crop_seeds = rng.permutation(self.length), rng.integers(0, 2**63 - 1, self.length)
+        yield from zip(order.tolist(), crop_seeds.tolist())
+
+
+def infinite(accelerator: Accelerator, loader: DataLoader, sampler: SeededShuffle, batches_seen: int = 0):
+    """The batches of ``loader`` epoch after epoch, starting after the first ``batches_seen`` of the stream.
+
+    The skipped batches are skipped by index (accelerate's ``skip_first_batches``), never loaded.
+    """
+    epoch, skip = divmod(batches_seen, len(loader))
     while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+        sampler.epoch = epoch
+        yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
+        epoch, skip = epoch + 1, 0
 
 
 def list_checkpoints(output_dir: str) -> list[Path]:
@@ -321,8 +346,10 @@ def remove_partial_checkpoints(output_dir: str) -> None:
 
 
 def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyle, discriminators, ema,
-                    elapsed: float = 0.0) -> None:
+                    elapsed: float = 0.0, data_state: dict | None = None) -> None:
     """Write to ``checkpoint-N.tmp`` then rename: a kill mid-save leaves the previous checkpoint intact.
+
+    ``data_state`` (the position in the data stream and its seed) goes into ``step.json`` beside the step.
 
     Every process writes its RNG state into the folder, so all must be done before the main process renames it.
     For multi-node runs --output_dir must be on a filesystem all nodes share.
@@ -339,7 +366,7 @@ def save_checkpoint(accelerator: Accelerator, args, step: int, model: HybridStyl
         for i, d in enumerate(discriminators):
             accelerator.unwrap_model(d).save_pretrained(tmp / f"discriminator_{i}")
         # elapsed: seconds of training so far, summed over resumed runs (the model card's wall clock).
-        (tmp / "step.json").write_text(json.dumps({"step": step, "elapsed": round(elapsed, 1)}))
+        (tmp / "step.json").write_text(json.dumps({"step": step, "elapsed": round(elapsed, 1), **(data_state or {})}))
         if final.exists():  # re-saving the same step (a resumed run stopped again at once): never two at a time
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -655,10 +682,17 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                     f"{images.cache_size_mb:.1f} MB cached")
         image_sets.append(images)
     content_set, style_set = image_sets
+    # The order and crops come from the data seed alone (SeededShuffle), the same on every process. Without --seed
+    # it is drawn once and kept in the checkpoints, so a resumed run continues the same stream.
+    data_seed = [args.seed if args.seed is not None else int(torch.randint(2**62, ()))]
+    broadcast_object_list(data_seed)
+    samplers = [SeededShuffle(len(dataset), data_seed[0] + i) for i, dataset in enumerate((content_set, style_set))]
     content_loader, style_loader = (
-        DataLoader(dataset, batch_size=args.train_batch_size, shuffle=True, num_workers=args.dataloader_num_workers,
-                   drop_last=True)
-        for dataset in (content_set, style_set)
+        # A generator of its own: a DataLoader otherwise draws its workers' base seed from the global torch RNG at
+        # every epoch, which would shift the RNG of skip dropout and the rescaled style loss.
+        DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, num_workers=args.dataloader_num_workers,
+                   drop_last=True, generator=torch.Generator().manual_seed(data_seed[0]))
+        for dataset, sampler in zip((content_set, style_set), samplers)
     )
 
     # ---- optimisers, schedulers, prepare ----
@@ -685,7 +719,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         accelerator.init_trackers("hybridstyle", config=config)
 
     # ---- resume ----
-    global_step = 0
+    global_step = batches_seen = 0
     if args.resume_from_checkpoint:
         if args.resume_from_checkpoint == "latest":
             found = list_checkpoints(args.output_dir)
@@ -702,7 +736,12 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             saved = json.loads((path / "step.json").read_text())
             global_step = saved["step"]
             started -= saved.get("elapsed", 0.0)  # the wall clock goes on from the checkpoint's
-            logger.info(f"resumed from {path} at step {global_step}")
+            # Checkpoints from before the data position was saved: the position an unchanged run would be at.
+            batches_seen = saved.get("batches", global_step * args.gradient_accumulation_steps)
+            data_seed[0] = saved.get("data_seed", data_seed[0])
+            for i, sampler in enumerate(samplers):
+                sampler.seed = data_seed[0] + i
+            logger.info(f"resumed from {path} at step {global_step} ({batches_seen} batches into the data)")
             restored_lr = g_scheduler.scheduler.base_lrs[0] if hasattr(g_scheduler, "scheduler") else g_scheduler.base_lrs[0]
             if not math.isclose(restored_lr, args.learning_rate):
                 logger.warning(f"--learning_rate {args.learning_rate:g} is ignored: the resumed schedule continues from the "
@@ -719,7 +758,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     )
 
     unwrapped_discriminators = [accelerator.unwrap_model(d) for d in discriminators]
-    content_batches, style_batches = infinite(content_loader), infinite(style_loader)
+    content_batches, style_batches = (infinite(accelerator, loader, sampler, batches_seen)
+                                      for loader, sampler in zip((content_loader, style_loader), samplers))
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
     loss_log = Path(args.output_dir, "losses.jsonl")
     if accelerator.is_main_process:
@@ -728,6 +768,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
 
     while global_step < args.max_train_steps:
         content, style = next(content_batches), next(style_batches)
+        batches_seen += 1
         gan_active = use_gan and global_step >= args.adv_start_step
         local: dict[str, torch.Tensor] = {}
 
@@ -841,7 +882,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         # Any rank's signal stops every rank at the same step (the launcher may signal only some of them).
         stop_now = accelerator.reduce(torch.tensor(float(stop.requested), device=accelerator.device), "max").item() > 0
         if global_step % args.checkpointing_steps == 0 or stop_now:
-            save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
+            save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started,
+                            {"batches": batches_seen, "data_seed": data_seed[0]})
         if stop_now:
             logger.info(f"stop requested: saved checkpoint-{global_step}; resume with --resume_from_checkpoint latest")
             progress.close()
@@ -852,7 +894,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     if global_step % args.checkpointing_steps:
         # The last step is resumable too: a later run with a larger --max_train_steps (or other settings, for a
         # coarse-to-fine schedule) continues from here with --resume_from_checkpoint latest.
-        save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started)
+        save_checkpoint(accelerator, args, global_step, model, discriminators, ema, time.time() - started,
+                        {"batches": batches_seen, "data_seed": data_seed[0]})
     replicas = {"generator": generator_of(model), **{f"discriminator_{i}": d for i, d in enumerate(unwrapped_discriminators)}}
     check_replicas_in_sync(accelerator, replicas)
     accelerator.wait_for_everyone()

@@ -41,6 +41,30 @@ def load_script(name: str):
     return module
 
 
+def free_port() -> int:
+    """A TCP port free at this moment (another process may take it before ours binds it: see serve_on_a_free_port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_on_a_free_port(launch, demo, attempts: int = 5) -> str:
+    """``launch(demo, ...)`` (app.launch) on a free port, again on another if the port was taken meanwhile; its URL."""
+    import warnings
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _, url, _ = launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                                   quiet=True)
+            return url
+        except OSError as err:  # Gradio: "Cannot find empty port in range: N-N"
+            if "port" not in str(err).lower() or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def make_image(width: int, height: int, seed: int = 0, saturation: float = 1.0) -> Image.Image:
     """A smooth, colourful RGB test image (gradients plus low-frequency waves) with some texture."""
     rng = np.random.default_rng(seed)
@@ -97,6 +121,17 @@ def he_initialized(model: torch.nn.Module) -> torch.nn.Module:
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             # The biases too: left as constructed, they would depend on what earlier tests drew from the global RNG.
             torch.nn.init.zeros_(module.bias)
+    # HybridStyleFast's style modulation starts at zero (no effect): made random as if trained, of moderate strength
+    # (scales of about +-0.4), so the modulated decoder still paints in range.
+    modulation = getattr(model, "modulation", None)
+    if modulation is not None:
+        for layer in modulation.embed:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(layer.bias)
+        for head in modulation.heads:
+            torch.nn.init.normal_(head.weight, std=0.1)
+            torch.nn.init.zeros_(head.bias)
     return model
 
 
@@ -110,6 +145,14 @@ def _cast(value, dtype: torch.dtype):
         return value.to(dtype) if value.is_floating_point() else value
     if isinstance(value, (list, tuple)):
         return type(value)(_cast(v, dtype) for v in value)
+    return value
+
+
+def _to_device(value, device: str):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
     return value
 
 
@@ -208,14 +251,38 @@ class ModelTesterMixin:
         assert all(p.dtype == torch.bfloat16 for p in loaded.parameters())
         assert all(out.dtype == torch.bfloat16 for out in self.run(loaded))
 
-    def test_device_move(self) -> None:
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    def test_dtype_move_round_trip(self) -> None:
         model = self.make_model()
         reference = self.run(model)
-        for device in devices:
-            moved = model.to(device)
-            assert moved.device.type == device
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.inputs().items()}
-            for ref, out in zip(reference, self.run(moved, inputs), strict=True):
-                assert out.device.type == device
-                torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-4)
+        double = model.to(torch.float64)
+        assert model.dtype == torch.float64 and all(p.dtype == torch.float64 for p in double.parameters())
+        for ref, out in zip(reference, self.run(double), strict=True):
+            assert out.dtype == torch.float64
+            torch.testing.assert_close(out.float(), ref, rtol=1e-4, atol=1e-5)
+        # float32 -> float64 -> float32 is exact: the same weights, hence the same outputs.
+        back = double.to(torch.float32)
+        assert back.dtype == torch.float32
+        for ref, out in zip(reference, self.run(back), strict=True):
+            torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+
+    def test_meta_device(self) -> None:
+        # The meta device runs shapes only: every parameter moves, and the forward needs no real data (no .item(),
+        # no CPU tensor created on the way), which is what a GPU move needs too.
+        model = self.make_model()
+        reference = self.run(model)
+        moved = model.to("meta")
+        assert moved.device.type == "meta" and all(p.device.type == "meta" for p in moved.parameters())
+        inputs = {k: _to_device(v, "meta") for k, v in self.inputs().items()}  # lists of styles too
+        for ref, out in zip(reference, self.run(moved, inputs), strict=True):
+            assert out.device.type == "meta" and out.shape == ref.shape and out.dtype == ref.dtype
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    def test_cuda_move(self) -> None:
+        model = self.make_model()
+        reference = self.run(model)
+        moved = model.to("cuda")
+        assert moved.device.type == "cuda"
+        inputs = {k: _to_device(v, "cuda") for k, v in self.inputs().items()}
+        for ref, out in zip(reference, self.run(moved, inputs), strict=True):
+            assert out.device.type == "cuda"
+            torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-4)

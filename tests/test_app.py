@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -18,13 +18,14 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from conftest import serve_on_a_free_port
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402  (app.py lives at the repo root, beside the package, as a Space needs)
-from hybridstyle import HybridStyle, image_io, ops  # noqa: E402
+from hybridstyle import HybridStyle, image_io, ops, refine  # noqa: E402
 
 
 def tiny_model() -> HybridStyle:
@@ -148,17 +149,27 @@ def test_preserve_color_keeps_the_photos_chroma(style_app, images):
     assert "photo colours" in status
 
 
-def test_wct_method_runs_and_differs_from_adain(style_app, images):
-    adain = pixels(run(style_app, images["content"], [images["noise"]], method="adain")[0][1])
-    (_, wct), _, status = run(style_app, images["content"], [images["noise"]], method="wct")
-    assert wct.size == (192, 128) and "WCT" in status
-    assert np.abs(pixels(wct) - adain).mean() > 0.5
+@pytest.fixture(scope="module")
+def responsive_app(tmp_path_factory) -> app.StyleApp:
+    """The handlers on a tiny model whose output depends on every option (He init; see conftest.he_initialized)."""
+    from conftest import TINY_CONFIG, he_initialized
+
+    return app.StyleApp(he_initialized(HybridStyle(**TINY_CONFIG)).eval(), tmp_path_factory.mktemp("responsive"))
 
 
-def test_style_scale_changes_the_result(style_app, images):
-    base = pixels(run(style_app, images["content"], [images["noise"]])[0][1])
-    finer = pixels(run(style_app, images["content"], [images["noise"]], style_scale=2.0)[0][1])
-    assert finer.shape == base.shape and np.abs(finer - base).mean() > 0.1
+@pytest.mark.parametrize("option", [{"method": "wct"}, {"style_scale": 2.0}, {"alpha": 0.5}, {"preserve_color": True}],
+                         ids=["wct", "style_scale", "alpha", "preserve_color"])
+def test_ui_options_give_exactly_the_models_result(responsive_app, images, option):
+    """By value: the Stylize button with an option is model.stylize with that option (whose meaning
+    test_model_fast.py checks), and the option changes the result."""
+    (photo, result), _, status = run(responsive_app, images["content"], [images["noise"]], **option)
+    style = Image.open(images["noise"])
+    expected = responsive_app.model.stylize(photo, [style], **option)
+    np.testing.assert_array_equal(pixels(result), pixels(expected))
+    default = pixels(run(responsive_app, images["content"], [images["noise"]])[0][1])
+    assert np.abs(pixels(result) - default).max() > 2, option
+    if "method" in option:
+        assert "WCT" in status
 
 
 def test_painted_region_gets_style_one_and_the_rest_style_two(style_app, images):
@@ -204,14 +215,26 @@ def test_region_mask_is_resized_to_the_output(style_app, images):
     assert small.size == (128, 85)
 
 
-def test_empty_painting_warns_and_styles_the_whole_photo(style_app, images):
+def test_nothing_painted_styles_the_whole_photo(style_app, images, recwarn):
+    # "Use the painted region" is ticked from the start: with nothing painted the whole photo is stylized, silently.
     content, red, blue = images["content"], images["red"], images["blue"]
     fused = pixels(run(style_app, content, [red, blue])[0][1])
-    with pytest.warns(UserWarning, match="nothing is painted"):
-        (_, result), _, _ = run(style_app, content, [red, blue], region_on=True, editor=editor_value(False))
-    assert np.array_equal(pixels(result), fused)
-    with pytest.warns(UserWarning, match="nothing is painted"):
-        run(style_app, content, [red], region_on=True, editor=None)
+    (_, result), _, status = run(style_app, content, [red, blue], region_on=True, editor=editor_value(False))
+    assert np.array_equal(pixels(result), fused) and "painted" not in status
+    (_, result), _, status = run(style_app, content, [red], region_on=True, editor=None)
+    assert "100%" in status and not recwarn.list
+
+
+def test_the_painting_decides_and_unticking_is_an_opt_out(style_app, images):
+    # The painting as it is at submit time decides (no checkbox ticked seconds later by an event); unticking keeps
+    # the painting, stylizes the whole photo and says so.
+    content, red, blue = images["content"], images["red"], images["blue"]
+    (_, regional), _, status = run(style_app, content, [red, blue], region_on=True, editor=editor_value(True))
+    assert "in the painted region" in status
+    (_, whole), _, status = run(style_app, content, [red, blue], region_on=False, editor=editor_value(True))
+    assert np.array_equal(pixels(whole), pixels(run(style_app, content, [red, blue])[0][1]))
+    assert "the painted region is not used: tick 'Use the painted region' to use it" in status
+    assert not np.array_equal(pixels(whole), pixels(regional))
 
 
 def test_region_with_wct_warns_and_uses_adain(style_app, images):
@@ -354,14 +377,14 @@ def is_skip(update) -> bool:
     return update == gr.skip()
 
 
-def test_only_painting_ticks_the_region_box():
-    # The editor reports input when it merely shows a new photo: that must leave the box alone (it used to tick it).
-    photo_only = {"background": Image.new("RGB", (192, 128)), "layers": [], "composite": Image.new("RGB", (192, 128))}
-    for unpainted in (None, photo_only, editor_value(painted_left=False)):
-        assert is_skip(app.StyleApp.region_from_painting(unpainted))
-    assert app.StyleApp.region_from_painting(editor_value(painted_left=True)) is True
-    # A new photo starts unpainted, so a box ticked by painting the last photo is cleared.
-    assert app.StyleApp.content_to_editor("photo.jpg") == ("photo.jpg", False)
+def test_a_new_photo_goes_under_the_brush_and_leaves_the_region_box_alone(tmp_path):
+    # The box is the visitor's own choice, ticked from the start: no event ticks or unticks it.
+    assert app.StyleApp.content_to_editor("photo.jpg") == "photo.jpg"
+    demo = app.build_demo(tiny_model(), tmp_path)
+    region_on = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Use the painted region")
+    assert region_on.value is True
+    targets = {id(block) for dep in demo.fns.values() for block in dep.outputs}
+    assert id(region_on) not in targets
 
 
 @pytest.mark.parametrize(("name", "expected"), [("not_image", "Style 2: 'notes.jpg' is not an image"),
@@ -455,12 +478,6 @@ def test_load_model_reads_the_env_folder(tmp_path, monkeypatch):
 # ---- the served app, through gradio_client ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(("contents", "expected"), [(b"these are not pixels", "could not be read as an image"),
                                                     (None, "too large to open safely")])
 def test_unreadable_upload_is_a_clear_error_before_any_handler(tmp_path, contents, expected):
@@ -486,13 +503,17 @@ def test_every_stylizing_event_shares_one_concurrency_group(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def served_demo(tmp_path_factory):
+    """The app on the tiny model, launched as the Space launches it; ``served_demo.test_url`` is where."""
     demo = app.build_demo(tiny_model(), tmp_path_factory.mktemp("served"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
+    demo.test_url = serve_on_a_free_port(app.launch, demo)
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(served_demo):
+    return served_demo.test_url
 
 
 @pytest.fixture(scope="module")
@@ -514,7 +535,9 @@ def call_api(client, content, styles, **kwargs) -> Image.Image:
 def test_api_lists_the_stylize_endpoint(client):
     info = client.view_api(return_format="dict", print_info=False)
     params = [p["parameter_name"] for p in info["named_endpoints"]["/stylize"]["parameters"]]
-    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method"]
+    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method", "quality"]
+    quality = info["named_endpoints"]["/stylize"]["parameters"][-1]
+    assert quality["parameter_has_default"] and quality["parameter_default"] == "fast"
 
 
 def test_client_one_style(client, images):
@@ -530,13 +553,24 @@ def test_client_two_fused_styles(client, style_app, images):
     assert np.abs(pixels(fused) - pixels(call_api(client, content, [red], size=192))).mean() > 1
 
 
-def test_client_mask(client, images):
+def test_client_quality_refines_and_old_calls_stay_fast(client, style_app, images):
+    content, red = images["content"], images["red"]
+    old_call = call_api(client, content, [red], size=128)  # no quality: as before the dial existed
+    assert np.array_equal(pixels(old_call), pixels(style_app.api(content, [red], size=128, quality="fast")))
+    refined = call_api(client, content, [red], size=128, quality="balanced")
+    assert refined.size == (128, 85) and np.abs(pixels(refined) - pixels(old_call)).mean() > 1
+
+
+def test_client_mask(client, style_app, images):
     content, red, blue = images["content"], images["red"], images["blue"]
     from gradio_client import handle_file
 
     regional = call_api(client, content, [red, blue], mask=handle_file(images["mask"]), size=192)
+    assert regional.size == (192, 128)
+    # The server's tiny model has the same seed as style_app's: by value, the mask reached the same handler.
+    np.testing.assert_array_equal(pixels(regional), pixels(style_app.api(content, [red, blue], mask=images["mask"], size=192)))
     fused = call_api(client, content, [red, blue], size=192)
-    assert regional.size == (192, 128) and np.abs(pixels(regional) - pixels(fused)).mean() > 1
+    assert np.abs(pixels(regional) - pixels(fused)).mean() > 1
 
 
 def test_client_gets_clear_errors_and_server_keeps_serving(client, images):
@@ -578,9 +612,25 @@ def test_client_errors_hide_server_paths_and_name_parameters(client, images, inp
     assert not [word for word in UI_WORDS if word in message], message
 
 
-def test_eight_simultaneous_requests_all_succeed(server, images):
+def test_eight_simultaneous_requests_all_succeed_one_at_a_time(served_demo, server, images, monkeypatch):
     from gradio_client import Client
 
+    # Count the stylizations running at once: the queue (HYBRIDSTYLE_CONCURRENCY=1) must run them one by one.
+    lock, running, most = threading.Lock(), [0], [0]
+    stylize = served_demo.style_app.stylize
+
+    def counting(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.2)  # long enough for a second job to start beside this one, were that allowed
+            return stylize(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(served_demo.style_app, "stylize", counting)
     results: dict[int, Image.Image | BaseException] = {}
 
     def visitor(i: int) -> None:
@@ -599,6 +649,7 @@ def test_eight_simultaneous_requests_all_succeed(server, images):
     failures = {i: r for i, r in results.items() if not isinstance(r, Image.Image)}
     assert not failures
     assert all(results[i].size == ((128, 85) if i % 2 == 0 else (160, 107)) for i in range(8))
+    assert most[0] == 1, f"{most[0]} stylizations ran at once"
 
 
 def test_api_stylizes_thin_styles_with_the_light_model(images, tmp_path):
@@ -612,3 +663,113 @@ def test_api_stylizes_thin_styles_with_the_light_model(images, tmp_path):
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
         result = fast_app.api(images["content"], [str(path)], size=128)
         assert result.size == (128, 85)
+
+
+# ---- issue 14: the Speed / Quality control --------------------------------------------------------------------------
+
+
+def test_quality_refines_with_progress_and_says_so(style_app, images):
+    reports = []
+    progress = lambda fraction, desc=None: reports.append((fraction, desc))  # noqa: E731 (gr.Progress's call)
+    fast = style_app.stylize(images["content"], [(images["red"], 1.0)], size=128)[1]
+    _, refined, status = style_app.stylize(images["content"], [(images["red"], 1.0)], size=128, progress=progress,
+                                           quality="balanced")
+    assert refined.size == fast.size and np.abs(pixels(refined) - pixels(fast)).mean() > 1
+    steps = [desc for _, desc in reports if desc and desc.startswith("Refining")]
+    total = refine.total_steps(refine.QUALITY_LEVELS["balanced"])
+    assert steps[0] == f"Refining: step 1 of {total}" and steps[-1] == f"Refining: step {total} of {total}"
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1
+    assert "quality balanced" in status
+
+
+def test_quality_default_is_the_old_fast_output(style_app, images):
+    old = pixels(run(style_app, images["content"], [images["red"]])[0][1])
+    slots = [images["red"], None, None, None]
+    (_, fast), _, status = style_app.run(images["content"], *slots, 1.0, 1.0, 1.0, 1.0, 1.0, False, 192, "adain", 1.0,
+                                         False, None, "fast", progress=None)
+    assert np.array_equal(pixels(fast), old) and "quality" not in status
+    assert np.array_equal(pixels(style_app.api(images["content"], [images["red"]], size=192)), old)
+
+
+@pytest.mark.parametrize("quality", ["ultra", "9", 3])
+def test_bad_quality_is_a_clear_error(style_app, images, quality):
+    with pytest.raises(gr.Error, match="quality must be one of fast, balanced, best"):
+        style_app.api(images["content"], [images["red"]], quality=quality)
+
+
+def test_speed_quality_control_feeds_the_stylize_button(tmp_path):
+    demo = app.build_demo(tiny_model(), tmp_path)
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Speed / Quality"]
+    assert len(radios) == 1 and radios[0].value == "fast" and list(app.QUALITIES) == ["fast", "balanced", "best"]
+    run_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
+    assert run_fn.inputs[-2] is radios[0]
+
+
+# ---- issue 13: until the default paints as much as hybridstyle-base, visitors can pick the model ------------------
+
+
+def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
+    other = tiny_model()
+    with torch.no_grad():  # tiny_model() is seeded: make this one a different model
+        for parameter in other.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    built = []
+
+    def build_other():
+        built.append(1)
+        return other
+
+    demo = app.build_demo(tiny_model(), tmp_path, alternatives={"other": build_other}, model_name="default")
+    style_app = demo.style_app
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Model"]
+    assert len(radios) == 1 and radios[0].choices == [("default", "default"), ("other", "other")]
+    run_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run")
+    assert run_fn.inputs[-1] is radios[0]
+    slots = [(images["red"], 1.0)]
+    default = pixels(style_app.stylize(images["content"], slots, size=128)[1])
+    picked = pixels(style_app.stylize(images["content"], slots, size=128, model_name="other")[1])
+    again = pixels(style_app.stylize(images["content"], slots, size=128, model_name="other")[1])
+    expected = pixels(app.StyleApp(other, tmp_path).stylize(images["content"], slots, size=128)[1])
+    assert np.abs(picked - default).mean() > 1 and np.array_equal(picked, again) and np.array_equal(picked, expected)
+    assert built == [1]  # built on first use, once
+    with pytest.raises(gr.Error, match="model must be one of default, other"):
+        style_app.stylize(images["content"], slots, size=128, model_name="nope")
+
+
+def test_queue_size_comes_from_the_environment_and_a_full_queue_says_so(tmp_path, images, monkeypatch):
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import QueueError, Status
+
+    monkeypatch.setenv("HYBRIDSTYLE_QUEUE_SIZE", "1")
+    demo = app.build_demo(tiny_model(), tmp_path)
+    started, release = threading.Event(), threading.Event()
+    stylize = demo.style_app.stylize
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(120)
+        return stylize(*args, **kwargs)
+
+    demo.style_app.stylize = held
+    url = serve_on_a_free_port(app.launch, demo)
+    try:
+        def submit():
+            return Client(url, verbose=False).submit(content=handle_file(images["content"]),
+                                                     styles=[handle_file(images["red"])], size=128, api_name="/stylize")
+
+        running = submit()
+        assert started.wait(60), "the first request never started"
+        waiting = submit()
+        deadline = time.monotonic() + 60
+        while waiting.status().code != Status.IN_QUEUE:
+            assert time.monotonic() < deadline, f"the second request is {waiting.status().code}, not queued"
+            time.sleep(0.05)
+        with pytest.raises(QueueError, match="Queue is full"):
+            submit().result(timeout=60)  # one running, one waiting: a queue of 1 is full
+    finally:
+        release.set()
+    for job in (running, waiting):
+        with Image.open(job.result(timeout=120)) as result:
+            assert result.size == (128, 85)
+    demo.close()

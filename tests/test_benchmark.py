@@ -58,6 +58,29 @@ def test_every_section_is_reported(results):
     for name in models:
         assert set(results["onnx"][name]) == {"graph", "stylize"}
         assert results["onnx"][name]["stylize"]["vs_pytorch"] is not None
+    for name in models:
+        video = results["video"][name]
+        assert set(video) == set(results["config"]["video_sizes"]) == {"64x48", "128x72"}
+        for label, run in video.items():
+            assert run["size"] == label and set(run) == {"quiet", "loaded", "loaded_vs_quiet", "size"}
+            assert run["loaded_vs_quiet"] == pytest.approx(run["loaded"]["fps"] / run["quiet"]["fps"])
+            assert run["quiet"]["fps"] == pytest.approx(results["video"]["frames"] / run["quiet"]["seconds"])
+
+
+def test_the_background_load_is_stopped(results):
+    """The busy loops of the video section's "loaded" runs are gone once it is done."""
+    import os
+
+    mine = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if fields.get("PPid", "").strip() == str(os.getpid()) and b"getppid" in cmdline:
+            mine.append(status.parent.name)
+    assert not mine
 
 
 def test_every_figure_is_finite_and_positive(results):
@@ -88,7 +111,8 @@ def test_every_figure_is_finite_and_positive(results):
 def test_report_mentions_every_figure(results):
     report = benchmark.format_report(results)
     needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "fast stylize fp32",
-               "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize", "onnx graph", "onnx stylize")
+               "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize", "onnx graph", "onnx stylize",
+               "fast video 64x48", "base video 128x72", "fps loaded")
     for needle in needles:
         assert needle in report
 

@@ -1,7 +1,10 @@
-"""The Space in a real browser (Debian's chromium driven by Playwright): upload, pick, paint, stylize, examples, errors.
+"""The Space in a real browser (Debian's chromium driven by Playwright): upload, pick, paint, stylize, examples, errors,
+and the layout at desktop (1400 px) and phone (390 px) widths, measured in the page.
 
 Needs ``apt-get install chromium`` and ``pip install playwright`` (never ``playwright install``: the system chromium
-is used). A tiny random model serves the requests; screenshots are saved under each test's tmp_path.
+is used). A tiny random model serves the requests, except in the layout tests, which run the real default model
+(hybridstyle-fast) and write their screenshots to ``docs/`` with ``HYBRIDSTYLE_UPDATE_SCREENSHOTS=1``; other
+screenshots are saved under each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ if not os.path.exists(CHROMIUM):
 if importlib.util.find_spec("playwright") is None:
     pytest.skip("browser tests need playwright (pip install playwright; no `playwright install`)", allow_module_level=True)
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,11 +128,9 @@ def test_paint_a_region(page, tmp_path):
     pick_artwork(page, 0, slot=1)
     pick_artwork(page, 2, slot=2)
     page.get_by_text("Region styles: paint where style 1 goes").click()
-    region_on = page.get_by_label("Use the painted region")
     expect(page.locator("#region img, #region canvas").first).to_be_visible()
-    assert not region_on.is_checked()
+    expect(page.get_by_label("Use the painted region")).to_be_checked()  # on from the start: painting is enough
     paint_stroke(page)
-    expect(region_on).to_be_checked()  # painting switches regions on
     page.click("#run")
     status = wait_for_result(page)
     assert "in the painted region" in status and "the rest fused from the other styles" in status
@@ -147,43 +147,49 @@ def paint_stroke(page) -> None:
     page.mouse.up()
 
 
-def upload_under_the_brush(page, demo, path: str) -> None:
-    """Upload a content photo and wait until the region editor has shown it and its input event (if it sends one
-    for a new photo, as Gradio 6.31 does) has come back: that event is the one that used to tick the region box."""
-    editor_id = next(b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "region")
-
-    def editor_event(response) -> bool:
-        return "/run/predict" in response.url and f'"trigger_id":{editor_id}' in (response.request.post_data or "")
-
-    try:
-        with page.expect_response(editor_event, timeout=15_000):
-            upload_content(page, path)
-    except PlaywrightTimeoutError:
-        pass  # no input event for a new photo: nothing can tick the box
-    expect(page.locator("#region img, #region canvas").first).to_be_visible()
-    time.sleep(0.5)  # the page applies the response's updates after it arrives
-
-
-def test_region_flow_with_the_accordion_open_first(page, served_demo, tmp_path):
-    # The order that used to tick "Use the painted region" by itself: the editor is visible when the photo arrives.
-    page.get_by_text("Region styles: paint where style 1 goes").click()
-    region_on = page.get_by_label("Use the painted region")
-    upload_under_the_brush(page, served_demo, app.EXAMPLES["content"][1].path)
-    assert not region_on.is_checked(), "showing the photo under the brush ticked the region box"
-    region_on.check()
-    region_on.uncheck()
-    # After unticking, a new photo must not tick it again.
-    upload_under_the_brush(page, served_demo, app.EXAMPLES["content"][0].path)
-    assert not region_on.is_checked()
-
+def test_stylize_right_after_painting_uses_the_painting(page, tmp_path):
+    # Stylize clicked at once after a stroke used to style the whole image: the region was switched on by a checkbox
+    # that the editor's input event ticked 2.5-3 s later. The painting as it is at submit time now decides.
+    page.set_viewport_size({"width": 1400, "height": 2600})  # the brush and Stylize both on screen, as on a tall display
+    upload_content(page, app.EXAMPLES["content"][0].path)
     pick_artwork(page, 0, slot=1)
+    page.get_by_text("Region styles: paint where style 1 goes").click()
+    expect(page.locator("#region canvas").first).to_be_visible()
+    run = page.locator("#run").bounding_box()
+    # The page's own clock: when the stroke ended and when Stylize was clicked (mouse events sent back to back, with
+    # no waiting for the page, as a quick visitor does).
+    page.evaluate("""() => {
+        window.strokeEnd = window.stylizeClick = null;
+        document.addEventListener("pointerup", (e) => {
+            if (e.target.tagName === "CANVAS") window.strokeEnd = e.timeStamp;
+        }, true);
+        document.querySelector("#run").addEventListener("click", (e) => { window.stylizeClick = e.timeStamp; }, true);
+    }""")
     paint_stroke(page)
-    expect(region_on).to_be_checked()  # painting, and only painting, switches regions on
+    page.mouse.click(run["x"] + run["width"] / 2, run["y"] + run["height"] / 2)
+    status = wait_for_result(page)
+    gap = page.evaluate("() => window.stylizeClick - window.strokeEnd")
+    # Under 2.5 s, when the old checkbox had not been ticked yet (the page itself may be slow to take the click).
+    assert 0 < gap < 2500, f"Stylize was clicked {gap:.0f} ms after the stroke"
+    assert "in the painted region" in status and "the photo elsewhere" in status
+    # By value: the result is the photo outside the stroke and differs from it inside (one style: pixel overlay).
+    photo, result = (page.locator("#result img").nth(i).get_attribute("src") for i in range(2))
+    assert photo != result
+
+
+def test_unticking_stylizes_the_whole_photo_and_says_the_painting_is_unused(page):
+    upload_content(page, app.EXAMPLES["content"][0].path)
+    pick_artwork(page, 0, slot=1)
+    page.get_by_text("Region styles: paint where style 1 goes").click()
+    expect(page.locator("#region canvas").first).to_be_visible()
+    paint_stroke(page)
+    page.get_by_label("Use the painted region").uncheck()
     page.click("#run")
     status = wait_for_result(page)
-    assert "in the painted region" in status and "the photo elsewhere" in status
-    expect(page.get_by_text("nothing is painted")).to_have_count(0)
-    screenshot(page, tmp_path / "region_flow.png")
+    assert f"{app.EXAMPLES['styles'][0].title} 100%" in status and "the painted region is not used" in status
+    page.get_by_label("Use the painted region").check()  # the painting was kept: ticking again uses it
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("in the painted region")
 
 
 @pytest.mark.parametrize("slot", ["content", "style1"])
@@ -196,6 +202,39 @@ def test_unreadable_upload_is_refused_on_upload(page, tmp_path, slot):
     expect(page.get_by_text(f"{label}: 'notes.jpg' is not an image").first).to_be_visible()
     expect(page.locator(f"#{slot} img")).to_have_count(0)
     assert "/tmp" not in page.locator("body").inner_text()
+
+
+@pytest.mark.parametrize("slot", ["content", "style2"])
+def test_a_file_that_is_not_an_image_gets_one_clear_message(page, tmp_path, slot):
+    # Gradio's page refuses it before the server sees it, with "Invalid file type: notes.txt. Only image/* allowed.";
+    # the app rewords that like its own check: which slot, which file, what to use.
+    page.wait_for_selector("html[data-hybridstyle=ready]", state="attached")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a picture")
+    page.locator(f"#{slot} input[type=file]").set_input_files(str(notes))
+    label = "1 · Content photo" if slot == "content" else "Style 2"
+    expect(page.locator("[data-testid=toast-text]")).to_have_text(
+        f"{label}: 'notes.txt' is not an image; use a PNG, JPEG, WebP, BMP or TIFF file.")
+    expect(page.get_by_text("Invalid file type")).to_have_count(0)
+    expect(page.locator(f"#{slot} img")).to_have_count(0)
+
+
+def test_a_failed_stylize_marks_no_box_with_an_error_badge(page, tmp_path):
+    # After a refused upload, Stylize says what is missing in one toast; the result, status and download boxes, which
+    # the visitor did not touch, get no red "Error" badge (Gradio puts one on every output of a failed event).
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    page.locator("#content input[type=file]").set_input_files(str(bad))
+    expect(page.get_by_text("'notes.jpg' is not an image").first).to_be_visible()
+    page.click("#run")
+    expect(page.get_by_text(app.NO_CONTENT).first).to_be_visible()
+    expect(page.locator("#run")).to_be_enabled()
+    for box in ("result", "status", "download"):
+        badge = page.locator(f"#{box} [data-testid=status-tracker] .error")
+        expect(badge).to_have_count(1)  # Gradio did mark the box...
+        expect(badge).to_be_hidden()  # ...and the app hides the mark
+    expect(page.locator("#result [data-testid=block-label]")).to_be_visible()  # the badge used to hide it
+    screenshot(page, tmp_path / "refused.png")
 
 
 def test_stylize_is_disabled_while_running_and_errors_clear_the_status(page, served_demo, monkeypatch):
@@ -241,3 +280,109 @@ def test_missing_input_shows_an_error_and_the_app_keeps_working(page):
     pick_artwork(page, 4, slot=1)
     page.click("#run")
     assert "512x288" in wait_for_result(page)
+
+
+# ---- layout, measured in the page at desktop and phone widths; screenshots for people to look at ------------------
+
+UPDATE_SCREENSHOTS = os.environ.get("HYBRIDSTYLE_UPDATE_SCREENSHOTS") == "1"  # then docs/ gets the new PNGs
+DOCS = ROOT / "docs"
+
+# Every box that must not cover another, stick out of its block or be cut, as {what: problem} for the failures.
+LAYOUT_PROBLEMS = """() => {
+  const box = (e) => e.getBoundingClientRect();
+  const overlap = (a, b) => Math.max(0, Math.min(a.right, b.right) - Math.max(a.left, b.left))
+                         * Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+  const inside = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.top >= b.top - 0.5
+                        && a.bottom <= b.bottom + 0.5;
+  const problems = {};
+  for (let n = 1; n <= 4; n++) {
+    const slot = document.querySelector(`#style${n}`);
+    const img = slot.querySelector("img");
+    const covers = [slot.querySelector('[data-testid="block-label"]'), ...slot.querySelectorAll(".top-panel button")];
+    if (img) for (const e of covers) {
+      if (e && e.offsetParent && overlap(box(e), box(img)) > 0) problems[`style${n}`] = `${e.textContent.trim() ||
+        e.getAttribute("aria-label")} covers the thumbnail`;
+    }
+    const weight = document.querySelector(`#weight${n}`);
+    const range = weight.querySelector('input[type="range"]');
+    if (!inside(box(range), box(weight)) || weight.scrollWidth > weight.clientWidth)
+      problems[`weight${n}`] = `slider ${JSON.stringify(box(range))} sticks out of ${JSON.stringify(box(weight))}`;
+  }
+  const gallery = document.querySelector("#gallery");
+  const items = [...gallery.querySelectorAll("button.thumbnail-item")];
+  const captions = items.map((item) => item.querySelector(".caption-label"));
+  items.forEach((item, i) => {
+    const caption = captions[i], title = item.querySelector("img").alt;
+    if (!inside(box(item), box(gallery))) problems[`artwork ${i}`] = `${title} is cut by the gallery's box`;
+    if (caption.innerText.trim() !== title || caption.scrollWidth > caption.clientWidth + 1
+        || caption.scrollHeight > caption.clientHeight + 1 || !inside(box(caption), box(item)))
+      problems[`caption ${i}`] = `${title} is cut`;
+    const label = gallery.querySelector('[data-testid="block-label"]');
+    if (overlap(box(label), box(item)) > 0) problems[`gallery label ${i}`] = `the gallery label covers ${title}`;
+  });
+  const wrap = gallery.querySelector(".grid-wrap");
+  if (wrap.scrollHeight > wrap.clientHeight + 1) problems.gallery = "the gallery scrolls inside a box";
+  const shown = captions.map((c) => c.innerText.trim());
+  if (new Set(shown).size !== shown.length) problems.captions = `captions look alike: ${shown}`;
+  if (document.documentElement.scrollWidth > window.innerWidth)
+    problems.page = `the page is ${document.documentElement.scrollWidth} px wide in a ${window.innerWidth} px window`;
+  return problems;
+}"""
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory):
+    """The app on the real default model (hybridstyle-fast, bundled): the screenshots show what visitors get."""
+    model = app.load_model()
+    assert type(model).__name__ == "HybridStyleFast"
+    demo = app.build_demo(model, tmp_path_factory.mktemp("served-default"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+def open_filled(browser, url: str, width: int, height: int):
+    """A page with a photo, two artworks in the slots and a finished result: every part of the layout in use."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#run")
+    upload_content(page, app.EXAMPLES["content"][1].path)
+    pick_artwork(page, 2, slot=1)
+    pick_artwork(page, 0, slot=2)
+    page.locator("#weight1 input[type=number]").fill("0.6")
+    page.locator("#weight2 input[type=number]").fill("0.4")
+    page.locator("#weight2 input[type=number]").press("Enter")
+    page.click("#run")
+    assert "Munch, The Scream 60%" in wait_for_result(page)
+    page.mouse.move(0, 0)  # no hover effect in the picture
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(500)  # images decoded, toasts gone
+    return page
+
+
+def test_desktop_layout_and_screenshot(browser, default_server, tmp_path):
+    page = open_filled(browser, default_server, 1400, 1200)
+    try:
+        assert page.evaluate(LAYOUT_PROBLEMS) == {}
+        path = DOCS / "app_screenshot.png" if UPDATE_SCREENSHOTS else tmp_path / "app_screenshot.png"
+        page.screenshot(path=str(path))  # the first screen, as a visitor sees it
+        print(f"screenshot: {path}")
+    finally:
+        page.close()
+
+
+def test_phone_layout_and_screenshot(browser, default_server, tmp_path):
+    page = open_filled(browser, default_server, 390, 844)
+    try:
+        assert page.evaluate(LAYOUT_PROBLEMS) == {}
+        path = DOCS / "app_screenshot_phone.png" if UPDATE_SCREENSHOTS else tmp_path / "app_screenshot_phone.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+    finally:
+        page.close()

@@ -52,6 +52,51 @@ def test_one_style_with_a_mask_keeps_the_photo_outside_it(files, tmp_path, offli
     assert np.abs(masked[:, :30] - plain[:, :30]).max() <= 1 and np.abs(plain - photo).mean() > 5
 
 
+@pytest.fixture
+def responsive_model(tmp_path: Path) -> Path:
+    """A saved tiny model whose output depends on its options (He init; see conftest.he_initialized)."""
+    from conftest import TINY_CONFIG, he_initialized
+
+    folder = tmp_path / "responsive"
+    he_initialized(HybridStyle(**TINY_CONFIG)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("flags", "options"),
+    [
+        (["--masks", "{left}", "{right}"], {"masks": ["{left}", "{right}"]}),
+        (["--tile", "32"], {"tile": 32}),
+        (["--style-scale", "2"], {"style_scale": 2.0}),
+        (["--method", "wct"], {"method": "wct"}),
+        (["--dtype", "bfloat16"], {"dtype": torch.bfloat16}),
+    ],
+    ids=["masks", "tile", "style-scale", "method", "dtype-bfloat16"],
+)
+def test_stylize_options_reach_the_model(files, responsive_model, tmp_path, offline, capsys, flags, options):
+    """Each README flag gives exactly what the Python API gives with that option, which differs from the default."""
+    left = np.zeros((45, 70), np.uint8)
+    left[:, :35] = 255
+    masks = {"{left}": tmp_path / "left.png", "{right}": tmp_path / "right.png"}
+    Image.fromarray(left).save(masks["{left}"])
+    Image.fromarray(255 - left).save(masks["{right}"])
+    flags = [str(masks.get(f, f)) for f in flags]
+    out = tmp_path / "out.png"
+    argv = ["stylize", str(files["content"]), str(files["a"]), str(files["b"]), "--model", str(responsive_model),
+            "-o", str(out), *flags]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    options = {k: [masks[m] for m in v] if k == "masks" else v for k, v in options.items()}
+    dtype = options.pop("dtype", torch.float32)
+    model = HybridStyle.from_pretrained(responsive_model, torch_dtype=dtype)
+    styles = [files["a"], files["b"]]
+    expected = np.asarray(model.stylize(files["content"], styles, **options))
+    got = np.asarray(Image.open(out))
+    assert got.shape == (45, 70, 3)
+    np.testing.assert_array_equal(got, expected)
+    default = np.asarray(HybridStyle.from_pretrained(responsive_model).stylize(files["content"], styles), dtype=np.float64)
+    assert np.abs(got - default).max() > 2  # the flag changed the result
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -290,3 +335,32 @@ def test_batch_skips_a_too_large_content_and_names_the_flag(batch, offline, caps
     assert "wrote 4 images" in captured.out
     assert "skipped 2 outputs whose inputs could not be used (1 content file;" in captured.out
     assert not any(p.name.startswith("p2__") for p in batch["out"].iterdir())
+
+
+# ---- issue 14: --quality, the refinement dial -------------------------------------------------------------------------
+
+
+def test_quality_refines_the_image_as_the_api_does(files, tmp_path, offline, capsys):
+    out = tmp_path / "refined.png"
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "--quality", "1",
+            "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert "refining" in capsys.readouterr().err  # the refinement's progress bar
+    model = HybridStyle.from_pretrained(files["model"])
+    expected = model.stylize(files["content"], files["a"], quality=1)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
+    assert not np.array_equal(np.asarray(expected), np.asarray(model.stylize(files["content"], files["a"])))
+
+
+@pytest.mark.parametrize("quality", ["ultra", "-2", "1.5", ""])
+def test_bad_quality_is_refused_before_the_model_loads(files, tmp_path, offline, no_model_work, capsys, quality):
+    argv = ["stylize", str(files["content"]), str(files["a"]), "--model", str(files["model"]), "--quality", quality,
+            "-o", str(tmp_path / "x.png")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--quality {quality!r} is not a quality setting" in err and "fast" in err and "balanced" in err
+    assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_quality_is_in_the_help():
+    assert "--quality LEVEL" in cli._parser()._subparsers._group_actions[0].choices["stylize"].format_help()

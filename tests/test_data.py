@@ -56,6 +56,15 @@ def test_dataset_items_are_crops_in_unit_range(image_dir):
     assert 0.0 <= item.min() and item.max() <= 1.0 and item.std() > 0.01
 
 
+def test_a_seeded_item_is_the_same_crop_whatever_came_before(image_dir):
+    data = RandomCropImages(find_images(image_dir), 32, 2.0)  # unseeded: plain indices follow the global RNG
+    first = data[(1, 1234)]
+    random.seed(99)
+    data[0], data[(2, 5)]
+    assert torch.equal(data[(1, 1234)], first)
+    assert not torch.equal(data[(1, 4321)], first)
+
+
 def test_empty_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match="no images"):
         RandomCropImages([], 32)
@@ -178,3 +187,47 @@ def test_local_hf_datasets(tmp_path, monkeypatch):
     assert len(load_image_source(None, str(saved_dict))) == 2
     with pytest.raises(ValueError, match="no split 'validation'"):
         load_image_source(None, str(saved_dict), split="validation")
+
+
+def test_prepare_data_without_the_shared_folder_says_what_to_do(tmp_path):
+    from conftest import load_script
+
+    prepare = load_script("prepare_data")
+    with pytest.raises(SystemExit) as stop:
+        prepare.main(["--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "train")])
+    message = str(stop.value)
+    assert "not in the repository" in message and "--content_dataset" in message and "--style_dataset" in message
+    assert "--content_dir" in message and not (tmp_path / "train").exists()
+
+
+def test_prepare_data_writes_training_folders_from_saved_hf_datasets(tmp_path, monkeypatch):
+    """The path a user without the shared folder takes: datasets -> prepare_data.py -> folders train.py reads."""
+    datasets = pytest.importorskip("datasets")
+    from conftest import load_script
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    for name, count, seed in (("photos", 4, 0), ("art", 3, 10)):
+        datasets.Dataset.from_dict({"image": [texture(seed + i) for i in range(count)], "label": list(range(count))},
+                                   features=features).save_to_disk(str(tmp_path / name))
+    out = tmp_path / "train"
+    prepare = load_script("prepare_data")
+    prepare.main(["--out", str(out), "--content_dataset", str(tmp_path / "photos"), "--style_dataset",
+                  str(tmp_path / "art"), "--limit", "3"])
+    content, style = find_images(out / "content"), find_images(out / "style")
+    # Three photos (the limit) plus the three artworks as content, as in the bundled models' set; artworks as styles.
+    assert [p.name for p in content] == [f"art_art_{i:05d}.jpg" for i in range(3)] + [f"photo_photos_{i:05d}.jpg"
+                                                                                      for i in range(3)]
+    assert [p.name for p in style] == [f"art_art_{i:05d}.jpg" for i in range(3)]
+    with Image.open(style[0]) as image:
+        assert image.size == (80, 60) and image.mode == "RGB"
+    import csv
+
+    with open(out / "SOURCES.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9 and all(r["licence"].startswith("see the dataset card of ") for r in rows)
+    assert RandomCropImages(content, 32, seed=0)[5].shape == (3, 32, 32)
+
+    with pytest.raises(SystemExit, match="no column 'picture'; pass --image_column with one of \\['image', 'label'\\]"):
+        prepare.main(["--out", str(tmp_path / "other"), "--content_dataset", str(tmp_path / "photos"),
+                      "--style_dataset", str(tmp_path / "art"), "--image_column", "picture"])

@@ -157,7 +157,7 @@ def test_style_loss_gradient_and_errors() -> None:
     out = [f.requires_grad_() for f in _features(4)]
     L.style_loss(out, _features(5, scale=2.0), "gram").backward()
     assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in out)
-    with pytest.raises(ValueError, match="style loss kind must be 'meanstd' or 'gram', got 'cosine'"):
+    with pytest.raises(ValueError, match="style loss kind must be 'meanstd', 'gram' or 'both', got 'cosine'"):
         L.style_loss(_features(4), _features(5), "cosine")
     with pytest.raises(ValueError):  # one list shorter than the other: a silent zip would drop layers
         L.style_loss(_features(4), _features(5)[:2])

@@ -158,3 +158,56 @@ def test_missing_exporter_packages_say_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real_find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'hybridstyle\[onnx\]'"):
         ox.check_export(tmp_path / "m.onnx")
+
+
+# Run in a fresh interpreter where torch (and everything built on it) cannot be imported, as on a machine with only
+# onnxruntime, pillow and numpy: a meta path finder raises ModuleNotFoundError as a missing package does.
+NO_TORCH = """
+import sys
+from importlib.abc import MetaPathFinder
+
+BLOCKED = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors")
+
+class NoTorch(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+from hybridstyle.onnx_export import OnnxStylizer
+
+stylizer = OnnxStylizer(sys.argv[1])
+stylizer.stylize(sys.argv[2], sys.argv[3]).save(sys.argv[4])
+try:
+    stylizer.stylize(sys.argv[2], sys.argv[3], max_size=8)
+except ValueError as err:
+    print("refused:", err)
+assert not any(name.split(".")[0] in BLOCKED for name in sys.modules), sorted(sys.modules)
+"""
+
+
+def test_onnx_stylizer_runs_without_torch(exported, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    make_image(56, 40).save(tmp_path / "content.png")
+    make_texture(32, 32, seed=1).save(tmp_path / "style.png")
+    out = tmp_path / "out.png"
+    path = exported["fast"][1]
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(path), str(tmp_path / "content.png"),
+                             str(tmp_path / "style.png"), str(out)], capture_output=True, text=True, timeout=120,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "refused: content is 56x40, over max_size=8" in result.stdout
+    # The same pixels as the runner gives with torch installed.
+    expected = ox.OnnxStylizer(path).stylize(tmp_path / "content.png", tmp_path / "style.png")
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
+
+
+def test_runner_min_side_is_the_models():
+    from hybridstyle import modeling_hybridstyle
+
+    assert ox.MIN_SIDE == modeling_hybridstyle.MIN_SIDE

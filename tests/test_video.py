@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import he_initialized, load_script, make_image, make_texture
+from PIL import Image
 
 from hybridstyle import HybridStyleFast, ImageLoadError
 from hybridstyle.video import VideoError, add_video_command, check_video_job, run_video, stylize_video
@@ -416,6 +417,61 @@ def test_measure_flicker_script(model, style, tmp_path):
     assert "stabilised+blend" in measure_flicker.format_table(results)
 
 
+@pytest.mark.parametrize("preserve_color", [False, True])
+def test_unstabilised_frames_are_the_image_api_with_the_same_options(style, clip, tmp_path, monkeypatch, preserve_color):
+    """By value: with stabilisation off, each frame (before encoding) is what model.stylize gives that frame with the
+    same fusion weights, alpha, style scale and colour preservation (whose meanings test_model_fast.py checks)."""
+    from hybridstyle import video
+
+    # Three levels: the two-level test model hardly sees the style's scale.
+    model = he_initialized(HybridStyleFast(block_out_channels=(4, 8, 16), encoder_bottleneck_layers=1,
+                                           decoder_bottleneck_layers=1)).eval()
+
+    second = tmp_path / "second.png"
+    make_image(40, 40, seed=9, saturation=0.2).save(second)  # unlike the first style, so that weights matter
+    seen: list[tuple[Image.Image, Image.Image]] = []
+    call = video._FrameStylizer.__call__
+
+    def recording(self, frame):
+        out = call(self, frame)
+        seen.append((frame.copy(), out))
+        return out
+
+    monkeypatch.setattr(video._FrameStylizer, "__call__", recording)
+    options = dict(weights=[0.7, 0.3], alpha=0.6, style_scale=2.0, preserve_color=preserve_color)
+    stylize_video(model, clip, [style, second], tmp_path / "out.mp4", stabilize=False, progress=False, **options)
+    assert len(seen) == FRAMES
+    changed = [dict(options, alpha=1.0), dict(options, weights=[0.3, 0.7]), dict(options, style_scale=1.0),
+               dict(options, preserve_color=not preserve_color)]
+    for frame, out in seen[::3]:
+        got = np.asarray(out, dtype=np.float64)
+        expected = np.asarray(model.stylize(frame, [style, second], **options), dtype=np.float64)
+        assert np.abs(got - expected).max() <= 1  # statistics in float64 moments vs float32: one 8-bit level
+        for other in changed:  # ... and each option changes pixels by more than the check allows
+            different = np.asarray(model.stylize(frame, [style, second], **other), dtype=np.float64)
+            assert np.abs(got - different).max() > 3, other  # the check above allows 1
+
+
+def test_hybridstyle_video_through_the_installed_command(model, style, clip, tmp_path):
+    """`hybridstyle video` as a user runs it: the console script (or python -m hybridstyle.cli), a new process."""
+    import subprocess
+    import sys
+
+    model.save_pretrained(tmp_path / "model")
+    script = Path(sys.executable).with_name("hybridstyle")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "hybridstyle.cli"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # this checkout's code
+    out = tmp_path / "out.mp4"
+    result = subprocess.run([*command, "video", str(clip), str(style), "-o", str(out), "--model", str(tmp_path / "model"),
+                             "--size", "32", "--alpha", "0.7"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out} ({FRAMES} frames, 32x24" in result.stdout
+    expected = stylize_video(model, clip, style, tmp_path / "api.mp4", size=32, alpha=0.7, progress=False)
+    np.testing.assert_array_equal(read_frames(out), read_frames(expected.path))
+
+
 def test_bfloat16_fusion_and_colour_preservation(model, style, clip, tmp_path):
     """The options of model.stylize that video supports, on a bfloat16 model (statistics are smoothed in float32)."""
     second = tmp_path / "second.png"
@@ -439,3 +495,30 @@ def test_import_is_cheap():
 
     code = "import sys, hybridstyle.video; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_help_says_what_each_flag_does_and_its_real_default(capsys):
+    """``hybridstyle video --help``: the negative flags say what they do (not "(default: True)", the value of their
+    destination), every default is stated once and correctly, and none reads "None"."""
+    parser = argparse.ArgumentParser(prog="hybridstyle")
+    add_video_command(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["video", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+    assert "None" not in text and "default: True" not in text and "default: False" not in text
+    for flag, says in {
+        "--no-audio": "write the video without sound; without it, the input's first audio track is copied",
+        "--no-stabilize": "stylize each frame on its own (flickers more); without it, each frame's statistics are "
+                          "smoothed over time",
+        "--size SIZE": "long side to stylize and write at (default: the input's size)",
+        "--model MODEL": "model folder, bundled name or Hub id (default: the bundled model)",
+        "--crf CRF": "H.264 quality, 0-51, lower is better (default 18)",
+        "--max-size MAX_SIZE": "largest long side accepted (default 2048)",
+        "--smoothing SMOOTHING": "weight of the past in the moving average, in [0, 1) (default 0.9)",
+        "--temporal-blend TEMPORAL_BLEND": "keep this much of the previous output where the input did not move, in "
+                                           "[0, 1) (default 0: off)",
+        "--dtype {float32,float16,bfloat16}": "compute dtype (default float32",
+    }.items():
+        assert f"{flag} {says}" in text, flag
+    # One default per flag: no "(default: X) (default: X)" doubles.
+    assert not re.search(r"\(default[^)]*\)\s*\(default", text)
