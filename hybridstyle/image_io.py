@@ -176,12 +176,24 @@ def load_mask(source: ImageInput | torch.Tensor, size: tuple[int, int], what: st
     return mask
 
 
+def rgb_pixels(image: Image.Image) -> torch.Tensor:
+    """The 8-bit pixels of an image as a read-only uint8 tensor ``(H, W, 3)``, sharing one copy with numpy."""
+    import torch
+
+    array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not writable": it is only read
+        return torch.from_numpy(array)
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image to a float tensor ``(1, 3, H, W)`` in [0, 1]."""
     import torch
 
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+    # One 8-bit copy and one float copy: a 6000x6000 photo made five full-size float32 temporaries before.
+    pixels = rgb_pixels(image)
+    tensor = torch.empty((1, 3, *pixels.shape[:2]), dtype=torch.float32)
+    return tensor.copy_(pixels.permute(2, 0, 1)[None]).div_(255.0)
 
 
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
@@ -190,5 +202,5 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
         if tensor.shape[0] != 1:
             raise ValueError(f"expected a single image, got a batch of {tensor.shape[0]}")
         tensor = tensor[0]
-    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    array = tensor.detach().float().clamp(0, 1).mul_(255).round_().byte().permute(1, 2, 0).contiguous().cpu().numpy()
     return Image.fromarray(array)

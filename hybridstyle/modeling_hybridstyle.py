@@ -6,6 +6,7 @@ Read top to bottom: the encoder, the decoder, then the model that joins them wit
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from . import ops
-from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, tensor_to_pil
+from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, rgb_pixels, tensor_to_pil
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models that ship inside the package, loadable by name offline: HybridStyle.from_pretrained("hybridstyle-base").
@@ -281,7 +282,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """(mean, std) of every level of :meth:`feature_levels`, measured tile by tile (memory bounded by ``tile``).
 
         Parameters:
-            images: ``(N, 3, H, W)`` in [0, 1], H and W multiples of ``downsample_factor``.
+            images: ``(N, 3, H, W)`` in [0, 1] (or uint8 in 0..255, converted a tile at a time: a quarter of the
+                memory), H and W multiples of ``downsample_factor``.
             masks: optional ``(N, S, H, W)`` region weights; then each level holds one (mean, std) per region.
             tile: tile side in pixels (``None``: the whole image at once).
 
@@ -290,8 +292,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """
         totals: list[list[torch.Tensor]] | None = None
         for box, core in self._tiles(images.shape[2], images.shape[3], tile):
-            levels = self.feature_levels(_crop(images, box))
-            region = None if masks is None else _crop(masks, box).to(images.dtype)
+            pixels = self._pixels(_crop(images, box))
+            levels = self.feature_levels(pixels)
+            region = None if masks is None else _crop(masks, box).to(pixels.dtype)
             per_level = []
             for feat in levels:
                 core_in_feat = _scale_box(_relative(core, box), feat.shape[2] / (box[1] - box[0]))
@@ -302,7 +305,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
                     small = _crop(F.interpolate(region, size=feat.shape[2:], mode="area"), core_in_feat)
                     per_level.append([ops.feature_moments(inner, small[:, i : i + 1]) for i in range(small.shape[1])])
             totals = per_level if totals is None else [[a + b for a, b in zip(t, p)] for t, p in zip(totals, per_level)]
-        stats = [[tuple(t.to(images.dtype) for t in ops.moments_to_mean_std(m)) for m in level] for level in totals]
+        stats = [[tuple(t.to(pixels.dtype) for t in ops.moments_to_mean_std(m)) for m in level] for level in totals]
         return [level if masks is not None else level[0] for level in stats]
 
     def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[Box, Box]]:
@@ -321,6 +324,12 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 boxes.append((padded, core))
         return boxes
 
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """A crop of an image kept as uint8 (large images, tiled) as floats in [0, 1] on the model's device and dtype."""
+        if images.dtype != torch.uint8:
+            return images
+        return images.to(self.device).float().div_(255).to(self.dtype)
+
     def _tile_margin(self, tile: int) -> int:
         """Context read around each tile: a quarter tile, aligned to the downsampling."""
         return _align(tile // 4, self.downsample_factor)
@@ -335,26 +344,52 @@ class HybridStyle(ModelMixin, ConfigMixin):
         masks: torch.Tensor | None,
         tile: int,
         progress: bool = False,
-    ) -> torch.Tensor:
+        as_image: bool = False,
+    ) -> torch.Tensor | Image.Image:
         """Stylize ``content`` (1, 3, H, W) tile by tile with the whole image's content statistics (so the tiles agree),
-        blending overlapping tiles with linear ramps (so no seam shows); returns float32 on the CPU."""
+        blending overlapping tiles with linear ramps (so no seam shows); returns float32 on the CPU, or with
+        ``as_image`` an RGB image.
+
+        The blend is summed in a band of float rows (one row of tiles and its margins), and rows that no later tile
+        reaches are written out at once: with ``as_image`` memory does not grow with the image beyond its 8-bit pixels.
+        """
         from tqdm.auto import tqdm
 
         height, width = content.shape[2:]
         content_stats = self.feature_statistics(content, masks, tile)
-        out = torch.zeros(1, 3, height, width)
-        total_weight = torch.zeros(1, 1, height, width)
-        ramp_width = 2 * self._tile_margin(tile)  # the whole overlap of two neighbouring padded tiles
-        for box, _ in tqdm(self._tiles(height, width, tile), desc="tiles", disable=not progress, leave=False):
-            crop = _crop(content, box)
-            region = None if masks is None else _crop(masks, box)
-            targets = self.transform_levels(self.feature_levels(crop), style_levels, weights, alpha, region,
-                                            content_stats=content_stats)
-            image = self.decode_levels(targets, tuple(crop.shape[2:])).float().cpu()
-            ramp = _blend_window(box, (height, width), ramp_width)
-            out[..., box[0] : box[1], box[2] : box[3]] += image * ramp
-            total_weight[..., box[0] : box[1], box[2] : box[3]] += ramp
-        return out / total_weight
+        result = torch.empty(height, width, 3, dtype=torch.uint8) if as_image else torch.empty(1, 3, height, width)
+        margin = self._tile_margin(tile)
+        ramp_width = 2 * margin  # the whole overlap of two neighbouring padded tiles
+        band_top = 0  # the band holds the sums of rows band_top.. (those not written out yet)
+        out, total_weight = torch.zeros(1, 3, 0, width), torch.zeros(1, 1, 0, width)
+        tiles = tqdm(self._tiles(height, width, tile), desc="tiles", disable=not progress, leave=False)
+        for _, row in itertools.groupby(tiles, key=lambda pair: pair[1][0]):  # a row of tiles at a time
+            row = list(row)
+            row_bottom = row[0][1][1]
+            grow = min(height, row_bottom + margin) - band_top - out.shape[2]
+            out = torch.cat([out, torch.zeros(1, 3, grow, width)], dim=2)
+            total_weight = torch.cat([total_weight, torch.zeros(1, 1, grow, width)], dim=2)
+            for box, _ in row:
+                crop = self._pixels(_crop(content, box))
+                region = None if masks is None else _crop(masks, box)
+                targets = self.transform_levels(self.feature_levels(crop), style_levels, weights, alpha, region,
+                                                content_stats=content_stats)
+                image = self.decode_levels(targets, tuple(crop.shape[2:])).float().cpu()
+                ramp = _blend_window(box, (height, width), ramp_width)
+                rows = slice(box[0] - band_top, box[1] - band_top)
+                out[..., rows, box[2] : box[3]] += image * ramp
+                total_weight[..., rows, box[2] : box[3]] += ramp
+            # The next row of tiles starts margin above this one's bottom: the rows above it are final.
+            done = height if row_bottom >= height else max(band_top, row_bottom - margin)
+            count = done - band_top
+            final = out[..., :count, :] / total_weight[..., :count, :]
+            if as_image:
+                result[band_top:done] = final.clamp_(0, 1).mul_(255).round_().to(torch.uint8)[0].permute(1, 2, 0)
+            else:
+                result[..., band_top:done, :] = final
+            out, total_weight = out[..., count:, :].clone(), total_weight[..., count:, :].clone()
+            band_top = done
+        return Image.fromarray(result.numpy()) if as_image else result
 
     # ---- the image-level API -------------------------------------------------------------------------------------
 
@@ -455,48 +490,60 @@ class HybridStyle(ModelMixin, ConfigMixin):
         device, dtype = self.device, self.dtype
         # At least two pixels at the coarsest level: the light model's reflection padding needs them.
         work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
-        content_tensor = pil_to_tensor(content_image.resize((work_w, work_h), Image.LANCZOS)).to(device, dtype)
+        tiled = bool(tile and (work_h > tile or work_w > tile))
+        # Tiled (large) images stay 8-bit until each tile is read (a quarter of the memory of float32 pixels) and the
+        # tiles are blended straight into an 8-bit result; refinement needs them as floats.
+        lean = tiled and not schedule
+        to_tensor = _uint8_tensor if lean else lambda image: pil_to_tensor(image).to(device, dtype)
+        resized = content_image if content_image.size == (work_w, work_h) else content_image.resize((work_w, work_h),
+                                                                                                    Image.LANCZOS)
+        content_tensor = to_tensor(resized)
+        del resized
         style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
         style_tensors = [
-            self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side).to(device, dtype) for i, s in enumerate(styles)
+            self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side, to_tensor) for i, s in enumerate(styles)
         ]
         mask_tensor = overlay = None
         if masks is not None:
             stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
             blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
+            del stacked
             if len(styles) == 1:
                 # One style in a region: the style inside, the content's own pixels outside, mixed after decoding at full
                 # resolution (the model's masks share out the whole image among the styles: one would paint everything).
                 overlay = blurred[0, 0].clamp(0, 1)
             else:
-                mask_tensor = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False)
-                mask_tensor = mask_tensor.to(device, dtype)
+                if (work_h, work_w) != (height, width):
+                    blurred = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False)
+                mask_tensor = blurred.to(device, dtype)
+            del blurred
 
-        if tile and (work_h > tile or work_w > tile):
+        if tiled:
             style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
-            images = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress)
+            images = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress,
+                                         as_image=lean)
         else:
             images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
         if schedule:
             images = refine.refine(images.to(device), content_tensor, style_tensors, weights, alpha, mask_tensor, method,
                                    schedule, network=refine.loss_network(device, dtype), callback=callback,
                                    progress=progress)
-        result = tensor_to_pil(images.float().clamp(0, 1))
+        result = images if isinstance(images, Image.Image) else tensor_to_pil(images.float())
+        del images, content_tensor, mask_tensor
         if result.size != (width, height):
             result = result.resize((width, height), Image.LANCZOS)
         if preserve_color:
             # At full resolution against the original content, so the chroma is the content's own, not a copy that
             # went through the working-size resize and back.
-            recolored = ops.transfer_luminance(pil_to_tensor(result), pil_to_tensor(content_image))
-            result = tensor_to_pil(recolored.clamp(0, 1))
+            result = _keep_colors(result, content_image)
         if overlay is not None:
             result = _overlay(content_image, result, overlay)
         return result
 
-    def _style_tensor(self, image: Image.Image, long_side: int) -> torch.Tensor:
+    def _style_tensor(self, image: Image.Image, long_side: int, to_tensor=pil_to_tensor) -> torch.Tensor:
         scale = long_side / max(image.size)
         size = tuple(max(1, round(s * scale)) for s in image.size)
-        tensor = pil_to_tensor(image.resize(size, Image.LANCZOS))
+        tensor = to_tensor(image.resize(size, Image.LANCZOS))
         # A strip of a style (500x1, 2000x40) is thinner than the encoder's coarsest level needs (two pixels there):
         # mirror it onto itself up to that side, which keeps its colours and strokes (stretching would smear them).
         min_side = 2 * self.downsample_factor
@@ -739,6 +786,21 @@ def _blend_window(box: Box, size: tuple[int, int], ramp: int) -> torch.Tensor:
         return weight.clamp_min(1e-3)
 
     return (profile(box[0], box[1], size[0])[:, None] * profile(box[2], box[3], size[1])[None, :])[None, None]
+
+
+def _uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image as a uint8 tensor ``(1, 3, H, W)`` (one copy of its pixels)."""
+    return rgb_pixels(image).permute(2, 0, 1)[None].contiguous()
+
+
+def _keep_colors(stylized: Image.Image, content: Image.Image, rows: int = 256) -> Image.Image:
+    """:func:`ops.transfer_luminance` of two images a band of rows at a time (it is per pixel): no full-size floats."""
+    out = np.empty((stylized.height, stylized.width, 3), np.uint8)
+    for top in range(0, stylized.height, rows):
+        box = (0, top, stylized.width, min(stylized.height, top + rows))
+        recolored = ops.transfer_luminance(pil_to_tensor(stylized.crop(box)), pil_to_tensor(content.crop(box)))
+        out[box[1] : box[3]] = np.asarray(tensor_to_pil(recolored.clamp(0, 1)))
+    return Image.fromarray(out)
 
 
 def _overlay(content: Image.Image, stylized: Image.Image, mask: torch.Tensor, rows: int = 256) -> Image.Image:

@@ -422,3 +422,32 @@ def test_deeply_nested_config_json_is_a_clear_error(tmp_path: Path, fast_model, 
     (tmp_path / "model" / "config.json").write_text('{"_class_name": "HybridStyleFast", "x": ' + deep + "}")
     with pytest.raises(ValueError, match="nested too deeply to be a model config"):
         HybridStyle.from_pretrained(tmp_path / "model")
+
+
+def test_tiled_blend_is_summed_in_bands_and_matches_the_whole_image_blend(fast_model, monkeypatch) -> None:
+    # Large images: the blend of overlapping tiles used full-size float32 sums (and their quotient), 16 bytes a pixel
+    # beside the 8-bit result. It is now summed a row of tiles at a time, with the same values.
+    content, style = make_image(400, 240), make_texture(64, 64)
+    tile, margin = 64, 16
+
+    def whole_image_blend(model, content, style_levels, weights, alpha, masks, tile, progress=False, as_image=False):
+        height, width = content.shape[2:]
+        content_stats = model.feature_statistics(content, masks, tile)
+        out, total = torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width)
+        for box, _ in model._tiles(height, width, tile):
+            crop = model._pixels(modeling._crop(content, box))
+            targets = model.transform_levels(model.feature_levels(crop), style_levels, weights, alpha, None,
+                                             content_stats=content_stats)
+            ramp = modeling._blend_window(box, (height, width), 2 * model._tile_margin(tile))
+            out[..., box[0] : box[1], box[2] : box[3]] += model.decode_levels(targets, tuple(crop.shape[2:])) * ramp
+            total[..., box[0] : box[1], box[2] : box[3]] += ramp
+        return modeling.tensor_to_pil(out / total)
+
+    rows = []
+    zeros = torch.zeros
+    monkeypatch.setattr(torch, "zeros", lambda *size, **kw: rows.append(size[2]) or zeros(*size, **kw))
+    banded = np.asarray(fast_model.stylize(content, style, tile=tile))
+    monkeypatch.setattr(torch, "zeros", zeros)
+    assert rows and max(rows) <= tile + 2 * margin  # never the image's 240 rows
+    monkeypatch.setattr(HybridStyle, "_stylize_tiled", whole_image_blend)
+    assert np.array_equal(banded, np.asarray(fast_model.stylize(content, style, tile=tile)))
