@@ -109,6 +109,19 @@ def _drop_to_means(level: torch.Tensor, rate: float) -> torch.Tensor:
     return level + drop * (level.mean(dim=(2, 3), keepdim=True) - level)
 
 
+def _flattened(level: torch.Tensor, regions: Sequence[tuple[torch.Tensor, torch.Tensor]],
+               masks: torch.Tensor | None) -> torch.Tensor:
+    """``level`` replaced by its target means: one constant per channel, or per region where masks say which applies.
+
+    The target statistics come from the styles and the whole content, so every tile of a large image gets the same
+    constant.
+    """
+    if masks is None or len(regions) == 1:
+        return regions[0][0].to(level).expand_as(level)
+    weights = ops.normalize_masks(F.interpolate(masks.to(level), size=level.shape[2:], mode="area"))
+    return sum(weights[:, i : i + 1] * mean.to(level) for i, (mean, _) in enumerate(regions))
+
+
 def _modulated(block: nn.Sequential, x: torch.Tensor, film: torch.Tensor | _MaskedFilm | None) -> torch.Tensor:
     """One ``_conv`` block with its conv's output scaled and shifted by ``film`` (N, 2C, H|1, W|1) before the ReLU."""
     pad, conv, relu = block
@@ -194,6 +207,10 @@ class HybridStyleFast(HybridStyle):
         style_modulation_dim (`int`, defaults to 0):
             Width of the style code that modulates every decoder conv (:class:`StyleModulation`); 0 leaves the decoder
             unmodulated (the decoder then sees the style only through the AdaIN-ed features).
+        flat_skip_levels (`int`, defaults to 0):
+            How many of the finest levels reach the decoder as their style means only, without the content's spatial
+            detail: the decoder then paints that texture from the coarser levels (as AdaIN's decoder does from
+            relu4_1) instead of copying the photo's fine detail in the style's colours. 0 keeps every skip.
         loss_network (`str`, defaults to `"vgg19-caffe-imagenet"`):
             The network the training losses were computed with (metadata only; not needed at inference).
     """
@@ -206,6 +223,7 @@ class HybridStyleFast(HybridStyle):
         decoder_bottleneck_layers: int = 4,
         decoder_layers_per_level: int = 1,
         style_modulation_dim: int = 0,
+        flat_skip_levels: int = 0,
         loss_network: str = "vgg19-caffe-imagenet",
     ):
         ModelMixin.__init__(self)  # not HybridStyle.__init__: that builds VGG19
@@ -217,10 +235,19 @@ class HybridStyleFast(HybridStyle):
             raise ValueError(f"style_modulation_dim must be >= 0 (0: no modulation), got {style_modulation_dim}")
         self.modulation = (StyleModulation(block_out_channels, self.decoder.conv_channels, style_modulation_dim)
                            if style_modulation_dim else None)
+        if not 0 <= flat_skip_levels < len(block_out_channels):
+            raise ValueError(f"flat_skip_levels must be in [0, {len(block_out_channels) - 1}] (the coarsest level always "
+                             f"carries the content's layout), got {flat_skip_levels}")
+        self.flat_skip_levels = flat_skip_levels
         self.downsample_factor = 2 ** len(block_out_channels)
         # Training only (set by scripts/train.py): the chance that a fine skip is replaced by its channel means, so the
         # decoder must paint that level from the coarser ones instead of copying the photo's fine detail.
         self.skip_dropout = 0.0
+
+    def _dropped(self, levels: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        if not (self.training and self.skip_dropout):
+            return levels
+        return [_drop_to_means(level, self.skip_dropout) if i < 2 else level for i, level in enumerate(levels)]
 
     def encode(self, images: torch.Tensor, num_taps: int | None = None) -> list[torch.Tensor]:
         """Every level's features of RGB images in [0, 1], finest first."""
@@ -245,7 +272,7 @@ class HybridStyleFast(HybridStyle):
     ) -> list[torch.Tensor]:
         levels = TransformedLevels(super().transform_levels(content_levels, style_levels, weights, alpha, masks, method,
                                                             content_stats))
-        if self.modulation is None:
+        if self.modulation is None and not self.flat_skip_levels:
             return levels
         # The statistics the stylized features were given (WCT matches them too), from the styles and the whole content.
         styles = [[s if isinstance(s, tuple) else ops.calc_mean_std(s) for s in style] for style in style_levels]
@@ -262,14 +289,19 @@ class HybridStyleFast(HybridStyle):
         return levels
 
     def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        if self.training and self.skip_dropout:
-            levels = [_drop_to_means(level, self.skip_dropout) if i < 2 else level for i, level in enumerate(levels)]
-        if self.modulation is None:
-            return self.decoder(levels, size)
+        # Read before anything replaces ``levels`` by a plain list, which would drop them.
         target_stats = getattr(levels, "target_stats", None)
         masks = getattr(levels, "masks", None)
+        if self.modulation is None and not self.flat_skip_levels:
+            return self.decoder(self._dropped(levels), size)
         if target_stats is None:  # features that did not come through transform_levels: their own statistics
             target_stats = [[ops.calc_mean_std(level)] for level in levels]
+        levels = self._dropped(levels)
+        if self.flat_skip_levels:
+            flat = [_flattened(level, target_stats[i], masks) for i, level in enumerate(levels[: self.flat_skip_levels])]
+            levels = flat + list(levels[self.flat_skip_levels :])
+        if self.modulation is None:
+            return self.decoder(levels, size)
         regions = [self.modulation([level[k] for level in target_stats]) for k in range(len(target_stats[0]))]
         if masks is None or len(regions) == 1:
             films = [torch.cat(film, dim=1) for film in regions[0]]

@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--add_style_modulation", type=int, default=None, metavar="DIM",
                        help="with --init_from a HybridStyleFast without it: add a style code of width DIM that modulates "
                        "every decoder conv; it starts at zero, so training continues from exactly the model it was")
+    model.add_argument("--flatten_skips", type=int, default=None, metavar="N",
+                       help="with --init_from a HybridStyleFast: its N finest skips reach the decoder as style means only "
+                       "(config flat_skip_levels), in training and use alike, so the decoder must paint that texture")
     model.add_argument("--skip_dropout", type=float, default=0.0,
                        help="fast model: chance that each sample's two finest skips are flattened to their channel means "
                        "in training, so the decoder learns to paint fine texture instead of copying the photo's")
@@ -436,6 +439,16 @@ def add_style_modulation(model: HybridStyle, dim: int) -> HybridStyleFast:
     return modulated
 
 
+def flatten_skips(model: HybridStyle, levels: int) -> HybridStyleFast:
+    """``model`` with its ``levels`` finest skips flattened to their style means (same weights, a changed config)."""
+    if not isinstance(model, HybridStyleFast):
+        raise ValueError("--flatten_skips needs a HybridStyleFast to start from (--init_from)")
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    flattened = HybridStyleFast(**{**config, "flat_skip_levels": levels})
+    flattened.load_state_dict(model.state_dict())
+    return flattened
+
+
 def generator_of(model: HybridStyle) -> torch.nn.Module:
     """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
     return model if isinstance(model, HybridStyleFast) else model.decoder
@@ -631,6 +644,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         if args.add_style_modulation:
             model = add_style_modulation(model, args.add_style_modulation)
             logger.info(f"style modulation of width {args.add_style_modulation} added (zero-initialised)")
+        if args.flatten_skips is not None:
+            model = flatten_skips(model, args.flatten_skips)
+            logger.info(f"the {args.flatten_skips} finest skips now reach the decoder as style means only")
     elif args.model_config:
         model_class = HybridStyleFast if args.architecture == "fast" else HybridStyle
         model = model_class.from_config(json.loads(Path(args.model_config).read_text()))
