@@ -7,6 +7,8 @@ colour-transfer floor, on content x style pairs, with an independent judge netwo
     python scripts/evaluate.py --holdout data/holdout.txt --model runs/paint/checkpoint-100 --name step100 \\
         --limit_pairs 12 --out_dir /tmp/check          # a quick check during training
     python scripts/evaluate.py --content photos/ --style artworks/ --model path/or/hub-id --out_dir eval/mine
+    python scripts/evaluate.py --holdout data/holdout.txt --model hybridstyle-fast hybridstyle-fast@balanced \
+        hybridstyle-fast@best --limit_pairs 14 --out_dir eval/quality-dial   # the quality dial's levels
 
 Each ``--model`` (a bundled name, a model folder, a ``checkpoint-N`` folder of scripts/train.py, or a Hub id) is a
 method named by what was passed or by ``--name``. The peer and ``colour-transfer`` (per-channel mean/std matching of
@@ -43,6 +45,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -135,7 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder the --holdout paths are relative to (default: %(default)s)")
     p.add_argument("--model", nargs="+", default=[DEFAULT_MODEL],
                    help="bundled name(s), model folder(s) (a train.py checkpoint-N folder works too) or Hub id(s); "
-                   "several are compared side by side, each named by what was passed (default: %(default)s)")
+                   "several are compared side by side, each named by what was passed; NAME@QUALITY refines that model's "
+                   "outputs with the quality dial, e.g. hybridstyle-fast@best or hybridstyle-fast@4 (default: %(default)s)")
     p.add_argument("--name", nargs="+", default=None,
                    help="a method name per --model, in order, instead of what was passed (e.g. step100)")
     p.add_argument("--size", type=int, default=512,
@@ -257,8 +261,17 @@ def load_peer():
     return StyleTransfer(device="cpu")
 
 
-def stylize_ours(model: HybridStyle, content: Image.Image, style: Image.Image, alpha: float) -> Image.Image:
-    return model.stylize(content, style, alpha=alpha, max_size=max(2048, *content.size))
+def split_quality(spec: str) -> tuple[str, str | int]:
+    """``"hybridstyle-fast@best"`` -> ``("hybridstyle-fast", "best")``; no ``@``: the feed-forward pass (``"fast"``)."""
+    source, at, quality = spec.rpartition("@")
+    if not at:
+        return spec, "fast"
+    return source, int(quality) if quality.isdigit() else quality
+
+
+def stylize_ours(model: HybridStyle, content: Image.Image, style: Image.Image, alpha: float = 1.0,
+                 quality: str | int = "fast") -> Image.Image:
+    return model.stylize(content, style, alpha=alpha, max_size=max(2048, *content.size), quality=quality)
 
 
 def stylize_peer(peer, content: Image.Image, style: Image.Image, alpha: float) -> Image.Image:
@@ -606,6 +619,7 @@ def evaluate(
     tile: int = 256,
     save_images: bool = True,
     config: dict | None = None,
+    qualities: dict[str, str | int] | None = None,
 ) -> dict:
     """Stylize content x style pairs with every model, the peer and colour transfer; score; write the outputs.
 
@@ -623,6 +637,7 @@ def evaluate(
         warmup: untimed stylizations per method (first pair) before the timed ones.
         tile: contact sheet cell size.
         config: extra entries for the summary's ``config`` (e.g. the command line).
+        qualities: method name -> ``stylize(quality=...)`` (the quality dial); default ``"fast"``, no refinement.
 
     Returns the summary dict also written to ``summary.json``.
     """
@@ -644,7 +659,9 @@ def evaluate(
     content_keys, style_keys = list(content_images), list(style_images)
     pairs = [(content_keys[c], style_keys[s]) for c, s in spread_pairs(len(content_keys), len(style_keys), limit_pairs)]
     methods = list(models) + [PEER, COLOR_TRANSFER]
-    runners = {name: lambda c, s, m=m: stylize_ours(m, c, s, alpha) for name, m in models.items()}
+    qualities = qualities or {}
+    runners = {name: partial(stylize_ours, m, alpha=alpha, quality=qualities.get(name, "fast"))
+               for name, m in models.items()}
     runners[PEER] = lambda c, s: stylize_peer(peer, c, s, alpha)
     runners[COLOR_TRANSFER] = lambda c, s: color_transfer(c, s, alpha)
 
@@ -741,7 +758,11 @@ def main(argv: list[str] | None = None) -> dict:
         contents, styles = read_holdout(args.holdout, args.data_root)
     else:
         contents, styles = collect_images(args.content, "content"), collect_images(args.style, "style")
-    models = {name: load_model(source) for name, source in zip(args.name, args.model, strict=True)}
+    # "name@quality" refines that model's outputs (the quality dial); one loaded model serves every quality of it.
+    sources = {name: split_quality(spec) for name, spec in zip(args.name, args.model, strict=True)}
+    loaded = {source: load_model(source) for source in dict.fromkeys(source for source, _ in sources.values())}
+    models = {name: loaded[source] for name, (source, _) in sources.items()}
+    qualities = {name: quality for name, (_, quality) in sources.items()}
     peer = load_peer()
     judge = judge_network.load_judge()
     encoder = metric_encoder(next(iter(models.values())), args.metric_encoder)
@@ -751,7 +772,7 @@ def main(argv: list[str] | None = None) -> dict:
               "peer": peer_note, "argv": sys.argv[1:] if argv is None else list(argv)}
     summary = evaluate(models, contents, styles, args.out_dir, peer, size=args.size, alpha=args.alpha, judge=judge,
                        encoder=encoder, limit_pairs=args.limit_pairs, warmup=args.warmup, tile=args.tile,
-                       save_images=not args.no_save_images, config=config)
+                       save_images=not args.no_save_images, config=config, qualities=qualities)
     print(summary["table"])
     out = Path(args.out_dir)
     print(f"wrote {out / 'summary.json'}, {out / 'summary.md'}, {out / 'contact_sheet.png'} and {out / 'pairs'}/")

