@@ -765,8 +765,15 @@ def test_queue_size_comes_from_the_environment_and_a_full_queue_says_so(tmp_path
         while waiting.status().code != Status.IN_QUEUE:
             assert time.monotonic() < deadline, f"the second request is {waiting.status().code}, not queued"
             time.sleep(0.05)
+        # One running, one waiting: a queue of 1 is full. Were the size not applied, the third request would wait in
+        # the queue behind the held job: that fails here at once, not after a 60 s timeout.
+        third = submit()
+        while not third.done():
+            assert third.status().code != Status.IN_QUEUE, "a third request was queued: HYBRIDSTYLE_QUEUE_SIZE=1 unused"
+            assert time.monotonic() < deadline + 60, f"the third request is {third.status().code}, neither refused nor queued"
+            time.sleep(0.05)
         with pytest.raises(QueueError, match="Queue is full"):
-            submit().result(timeout=60)  # one running, one waiting: a queue of 1 is full
+            third.result(timeout=5)
     finally:
         release.set()
     for job in (running, waiting):
