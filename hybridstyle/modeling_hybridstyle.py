@@ -430,7 +430,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 ``AUTO_TILE`` pixels when the content's long side exceeds ``AUTO_TILE_ABOVE``); ``0`` never tiles.
                 Tiling needs ``method="adain"``.
             progress: show a progress bar over the tiles and the refinement steps.
-            quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` (8 steps) and ``"best"``
+            quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` (6 steps) and ``"best"``
                 (24 steps) then refine it by optimisation in the VGG19 loss network (Gatys et al.'s content + style
                 loss, with the same weights, alpha, masks and method; L-BFGS on the pixels; :mod:`hybridstyle.refine`);
                 at 512 px a step is one VGG19 forward and backward pass, about 2 s of one CPU core (the README's
