@@ -161,3 +161,17 @@ def test_progress_bar_config(pipe: HybridStylePipeline) -> None:
         assert stylize.call_args.kwargs["progress"] is True
         pipe(make_image(32, 32), make_texture(32, 32), progress=False)
         assert stylize.call_args.kwargs["progress"] is False
+
+
+@pytest.mark.parametrize("card", ["model_card.md", "hybridstyle/weights/hybridstyle-fast/README.md",
+                                  "hybridstyle/weights/hybridstyle-base/README.md"])
+def test_model_cards_name_diffusers_and_image_to_image(card: str) -> None:
+    header = (REPO_ROOT / card).read_text(encoding="utf-8").split("---\n")[1]
+    assert "library_name: diffusers\n" in header and "pipeline_tag: image-to-image\n" in header
+
+
+@pytest.mark.parametrize("name", ["hybridstyle-fast", "hybridstyle-base"])
+def test_bundled_configs_carry_no_training_path(name: str) -> None:
+    # _name_or_path would record the folder of the training run that saved the model, meaningless to users.
+    config = json.loads((REPO_ROOT / "hybridstyle" / "weights" / name / "config.json").read_text())
+    assert "_name_or_path" not in config
