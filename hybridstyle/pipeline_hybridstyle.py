@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
 from .image_io import ImageInput
@@ -122,6 +122,7 @@ class HybridStylePipeline(DiffusionPipeline):
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
 
     @torch.inference_mode()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         image: ImageInput | Sequence[ImageInput],
@@ -155,6 +156,8 @@ class HybridStylePipeline(DiffusionPipeline):
             return_dict (`bool`, defaults to `True`):
                 Return a [`HybridStylePipelineOutput`] rather than a plain tuple.
 
+        Examples:
+
         Returns:
             [`HybridStylePipelineOutput`] or `tuple`: ``.images``, a list of PIL images.
         """
@@ -177,6 +180,3 @@ class HybridStylePipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return HybridStylePipelineOutput(images=images)
-
-
-HybridStylePipeline.__call__.__doc__ += EXAMPLE_DOC_STRING
