@@ -14,6 +14,8 @@ _LAZY = {
     "HybridStyle": "modeling_hybridstyle",
     "HybridStyleOutput": "modeling_hybridstyle",
     "HybridStyleFast": "modeling_hybridstyle_fast",
+    "HybridStylePipeline": "pipeline_hybridstyle",
+    "HybridStylePipelineOutput": "pipeline_hybridstyle",
     "MultiScaleDiscriminator": "discriminator",
     "load_image": "image_io",
     "ImageLoadError": "image_io",
@@ -27,9 +29,17 @@ if TYPE_CHECKING:
     from .modeling_hybridstyle import HybridStyle as HybridStyle
     from .modeling_hybridstyle import HybridStyleOutput as HybridStyleOutput
     from .modeling_hybridstyle_fast import HybridStyleFast as HybridStyleFast
+    from .pipeline_hybridstyle import HybridStylePipeline as HybridStylePipeline
+    from .pipeline_hybridstyle import HybridStylePipelineOutput as HybridStylePipelineOutput
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "ModelMixin":
+        # A saved pipeline's model_index.json names its component ["hybridstyle", "HybridStyleFast"]; diffusers then
+        # looks up its base classes (ModelMixin, ...) on this package to pick the loading method.
+        from diffusers.models.modeling_utils import ModelMixin
+
+        return ModelMixin
     raise AttributeError(f"module 'hybridstyle' has no attribute {name!r}")

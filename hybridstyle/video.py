@@ -540,10 +540,10 @@ def run_video(args: argparse.Namespace) -> int:
     try:
         # Everything that needs no model first (paths, sizes, output folder, device, dtype): a typo costs a second.
         check_video_job(args.input, args.output, args.size, args.max_size)
-        from .cli import _check_device, _check_dtype
+        from .devices import check_device, check_dtype
 
-        device = _check_device(args.device)
-        _check_dtype(device, args.dtype)
+        device = check_device(args.device)
+        check_dtype(device, args.dtype)
         import torch
 
         from .modeling_hybridstyle import HybridStyle

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -364,3 +366,40 @@ def test_bad_quality_is_refused_before_the_model_loads(files, tmp_path, offline,
 
 def test_quality_is_in_the_help():
     assert "--quality LEVEL" in cli._parser()._subparsers._group_actions[0].choices["stylize"].format_help()
+
+
+def _launch_two_processes(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``python -m hybridstyle argv`` as two gloo (CPU) processes, on a fresh free port."""
+    from conftest import REPO_ROOT, free_port
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    for _attempt in range(3):
+        # --multi_gpu with no GPU is accelerate's multi-CPU (gloo) launch; its --cpu would start a single process.
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "--main_process_port", str(free_port()), "-m", "hybridstyle", *argv]
+        result = subprocess.run(launch, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+        if result.returncode == 0 or "address already in use" not in (result.stdout + result.stderr).lower():
+            break  # else the port was taken between free_port() and the bind: again
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_accelerate_launch_splits_a_batch_between_two_cpu_processes(batch, tmp_path):
+    """``accelerate launch -m hybridstyle stylize``: each output written once, by one of two processes, the same pixels
+    as one process paints; a re-run keeps everything."""
+    pytest.importorskip("accelerate")
+    if torch.cuda.is_available():
+        pytest.skip("checks the multi-CPU launch; with a GPU accelerate would start GPU processes")
+    result = _launch_two_processes(_batch_argv(batch), tmp_path)
+    names = sorted(p.name for p in batch["out"].iterdir())
+    assert names == [f"{c}__{s}.png" for c in ("c", "p1", "p2") for s in ("s1", "s2")]  # no stray temporary files
+    # Whole contents per process: 3 contents between 2 processes make shares of 2 and 1 contents (4 and 2 images).
+    assert "process 1/2: wrote 4 images" in result.stdout and "process 2/2: wrote 2 images" in result.stdout
+    model = HybridStyle.from_pretrained(batch["model"])
+    expected = model.stylize(batch["more"] / "c.jpg", [batch["styles"] / "s2.jpg"])
+    assert np.array_equal(np.asarray(Image.open(batch["out"] / "c__s2.png")), np.asarray(expected))
+
+    again = _launch_two_processes(_batch_argv(batch), tmp_path)
+    for process, kept in (("1/2", 4), ("2/2", 2)):
+        assert re.search(rf"process {process}: wrote 0 images to \S+; kept {kept} that already existed", again.stdout)

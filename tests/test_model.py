@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import types
@@ -885,3 +886,17 @@ def test_bundled_model_card_is_complete(name: str) -> None:
     for section in ("## How to use", "## Training data", "## Training procedure", "## Evaluation", "## Limitations",
                     "## Citation", "CC BY 4.0"):
         assert section in card, section
+
+
+@pytest.mark.parametrize("module, not_imported", [
+    ("hybridstyle.modeling_hybridstyle", "hybridstyle.modeling_hybridstyle_fast"),
+    ("hybridstyle.refine", "hybridstyle.modeling_hybridstyle"),
+    ("hybridstyle.video", "hybridstyle.cli"),
+])
+def test_no_import_circles(module: str, not_imported: str) -> None:
+    # Each pair once imported each other; the lower module must load without the upper one.
+    code = f"import sys, {module}; print({not_imported!r} in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
