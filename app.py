@@ -286,6 +286,13 @@ def image_upload(label: str, **kwargs: Any) -> gr.Image:
     return component
 
 
+STOPPED = "Stopped before the refinement finished: nothing was changed. Press Stylize to run it again."
+
+
+def _session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
 class StyleApp:
     """The Space's handlers around one model; plain methods, so tests call them directly.
 
@@ -304,6 +311,9 @@ class StyleApp:
         self.model_choices = [model_name, *self._alternatives]
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="hybridstyle-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # Sessions whose visitor pressed Stop: their refinement ends at its next step (per session, because one
+        # visitor's Stop must not end another's run on a shared Space).
+        self._stop_requested: set[str] = set()
 
     # ---- the core, shared by the UI and the API -------------------------------------------------------------------
 
@@ -331,6 +341,7 @@ class StyleApp:
         wording: Wording = UI_WORDS,
         quality: str = "fast",
         model_name: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[Image.Image, Image.Image, str]:
         """Stylize and return ``(content at output size, result, status text)``; bad input raises ``gr.Error``.
 
@@ -349,6 +360,8 @@ class StyleApp:
             wording: how error messages name the inputs (``UI_WORDS`` or ``API_WORDS``).
             quality: one of ``QUALITIES``: ``"fast"`` is the feed-forward output; ``"balanced"`` and ``"best"`` refine
                 it by optimisation (seconds to a minute on a CPU), reporting each step to ``progress``.
+            should_stop: asked after every refinement step; ``True`` ends the run with a ``gr.Error`` saying so, and
+                nothing half-refined is returned.
         """
         report = progress or (lambda *args, **kwargs: None)
         started = time.perf_counter()
@@ -412,14 +425,24 @@ class StyleApp:
             names = [f"{_title_for(styles[0][0])} in the painted region", "the rest fused from the other styles"]
 
         report(0.2, desc=f"Stylizing with {len(style_images)} style(s)")
+
+        def step_done(step: int, total: int, _loss: float) -> None:
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt  # refine's way to end early: it then returns nothing
+            report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}")
+
         try:
             result = self.model_for(model_name).stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
                 style_scale=style_scale, method=method, max_size=SIZE_MAX, quality=quality, **feather,
-                callback=lambda step, total, _: report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}"),
+                callback=step_done,
             )
         except (ValueError, ImageLoadError) as err:
             raise _error(str(err)) from None
+        except KeyboardInterrupt:
+            if should_stop is None or not should_stop():
+                raise  # a real Ctrl-C of the server
+            raise _error(STOPPED) from None
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
@@ -466,8 +489,11 @@ class StyleApp:
         quality: str = "fast",
         model_name: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
+        request: gr.Request | None = None,
     ) -> tuple[tuple[Image.Image, Image.Image], str, str]:
         """The Stylize button: returns (content, result) for the slider, the PNG path and a status line."""
+        session = _session_of(request)
+        self._stop_requested.discard(session)  # a Stop pressed before this run is not meant for it
         slots = [(s, w) for s, w in zip((style1, style2, style3, style4), (weight1, weight2, weight3, weight4)) if s is not None]
         if content is None:
             raise _error(NO_CONTENT)
@@ -487,8 +513,12 @@ class StyleApp:
             except ImageLoadError as err:
                 raise _error(str(err)) from None
             region = _painted_mask(editor, _fit_long_side(*photo.size, size))
-        photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region, progress,
-                                             quality=quality, model_name=model_name)
+        try:
+            photo, result, status = self.stylize(photo, slots, alpha, preserve_color, size, method, style_scale, region,
+                                                 progress, quality=quality, model_name=model_name,
+                                                 should_stop=lambda: session in self._stop_requested)
+        finally:
+            self._stop_requested.discard(session)
         if painted and not region_on:
             status += " · the painted region is not used: tick 'Use the painted region' to use it"
         stem = Path(content).stem if isinstance(content, str) else "photo"
@@ -541,6 +571,11 @@ class StyleApp:
     def busy() -> tuple[dict, str]:
         """Before a stylization: no second click while it runs, and no status left over from the last run."""
         return gr.update(interactive=False), ""
+
+    def stop(self, request: gr.Request | None = None) -> str:
+        """The Stop button: this visitor's refinement ends after its current step; the last result stays shown."""
+        self._stop_requested.add(_session_of(request))
+        return "Stopping after the current refinement step..."
 
     @staticmethod
     def idle() -> dict:
@@ -719,7 +754,10 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
                 result = gr.ImageSlider(label="Photo ↔ result (drag to compare)", type="pil", format="png",
                                         interactive=False, max_height=640, elem_id="result")
                 # Below the result, not above it: error toasts appear top right and would cover the button.
-                run = gr.Button("Stylize", variant="primary", size="lg", elem_id="run")
+                with gr.Row():
+                    run = gr.Button("Stylize", variant="primary", size="lg", elem_id="run", scale=3)
+                    # Ends a refinement ("Speed / Quality" above "fast") after its current step.
+                    stop = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", scale=1)
                 status = gr.Markdown(elem_id="status")
                 download = gr.File(label="Download (lossless PNG)", interactive=False, elem_id="download")
 
@@ -732,6 +770,7 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
             concurrency_id="stylize",
         )
         _when_done(stylizing, app.idle, run)
+        stop.click(app.stop, None, status, api_visibility="private", queue=False)
         gallery.select(app.pick_style, slots, slots, api_visibility="private", queue=False)
         clear_styles.click(lambda: [None] * MAX_STYLES, None, slots, api_visibility="private", queue=False)
         for upload in (content, *slots):

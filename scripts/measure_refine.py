@@ -225,7 +225,7 @@ def table(results: dict) -> str:
         start = pair["feed_forward"]
         lines.append(f"| {name} | feed-forward ({results['model']}) | {start['seconds']:.2f} | "
                      f"{start['seconds'] / unit:.2f} | {start['content']:.3f} | {start['style']:.3f} | |")
-        rows = [(f"quality={level!r} (+ feed-forward)" if level in refine.QUALITY_LEVELS else
+        rows = [(f"quality={level!r} (+ feed-forward)" if level in refine.QUALITY_LEVELS or level.isdigit() else
                  f"coarse to fine, {level} steps@scale (+ feed-forward)", record)
                 for level, record in pair.get("levels", {}).items()]
         if pair.get("reach"):

@@ -698,6 +698,42 @@ def test_bad_quality_is_a_clear_error(style_app, images, quality):
         style_app.api(images["content"], [images["red"]], quality=quality)
 
 
+def test_stop_ends_the_refinement_with_nothing_half_done_and_only_for_that_session(style_app, images):
+    class Visitor:  # what Gradio hands a handler as gr.Request: only the session matters here
+        def __init__(self, session_hash: str):
+            self.session_hash = session_hash
+
+    slots = [images["red"], None, None, None]
+    args = (images["content"], *slots, 1.0, 1.0, 1.0, 1.0, 1.0, False, 128, "adain", 1.0, False, None, "best")
+    steps = []
+
+    def progress(fraction, desc=None):
+        if desc and desc.startswith("Refining"):
+            steps.append(desc)
+            if len(steps) == 2:  # the visitor presses Stop while step 3 runs
+                assert "Stopping" in style_app.stop(Visitor("a"))
+                style_app.stop(Visitor("b-earlier"))  # another visitor's Stop, before b's run starts
+
+    with pytest.raises(gr.Error, match="Stopped before the refinement finished: nothing was changed"):
+        style_app.run(*args, progress=progress, request=Visitor("a"))
+    total = refine.total_steps(refine.QUALITY_LEVELS["best"])
+    assert len(steps) == 2 < total  # it ended at the next step, not after all of them
+    # The app stays usable: the same visitor's next run is not stopped by the old request, nor is another visitor's.
+    (_, refined), path, status = style_app.run(*args[:-1], "balanced", progress=None, request=Visitor("a"))
+    assert "quality balanced" in status and Path(path).is_file()
+    style_app.stop(Visitor("c"))
+    (_, other), _, _ = style_app.run(*args[:-1], "balanced", progress=None, request=Visitor("b"))
+    assert np.array_equal(pixels(other), pixels(refined))
+
+
+def test_stop_button_is_wired_to_the_app(tmp_path):
+    demo = app.build_demo(tiny_model(), tmp_path)
+    stop = [b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.elem_id == "stop"]
+    assert len(stop) == 1
+    stop_fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "stop")
+    assert stop_fn.inputs == [] and not stop_fn.queue  # must not wait in the queue behind the run it stops
+
+
 def test_speed_quality_control_feeds_the_stylize_button(tmp_path):
     demo = app.build_demo(tiny_model(), tmp_path)
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Speed / Quality"]
