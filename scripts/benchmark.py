@@ -27,8 +27,8 @@ Sections (``--sections``, comma separated; default all):
   subprocess; ratios to that model's 512 px stylize time scaled by the pixel count (31.6x) and to the peer at 512.
 - video: per model, frames per second of ``stylize_video`` (decode, stabilised stylization, H.264 encode; wall time
   over frames) on a generated clip at 320x240, 1280x720 and 1920x1080 (``--video_frames`` frames each), on the machine
-  as it is ("quiet") and with a fixed background load the benchmark adds itself: one busy-loop process per core
-  ("loaded"), as on a shared machine; ratio loaded / quiet fps.
+  as it is ("quiet") and with a fixed background load the benchmark adds itself: the busy section's ``--busy_load``
+  busy-loop processes ("loaded"), as on a shared machine; ratio loaded / quiet fps.
 - busy: the peer and each model's fp32 ``stylize()`` at 512 px, quiet and under a fixed background load the benchmark
   adds itself (``--busy_load`` busy-loop processes, default 4: load ~6 on 2 cores), each with OpenMP's default wait
   policy and with ``OMP_WAIT_POLICY=PASSIVE`` (hybridstyle's default since it spin-waited on busy CPUs), every one in
@@ -495,10 +495,9 @@ def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
 
     from hybridstyle.video import stylize_video
 
-    cores = os.cpu_count() or 1
     result: dict = {"frames": settings["video_frames"], "what": "stylize_video wall time (decode + stabilised "
                     "stylization + H.264 encode) over frames, fp32, one 512 px style",
-                    "loaded": f"{cores} busy-loop process(es), one per core, started by the benchmark",
+                    "loaded": f"{settings['busy_load']} busy-loop process(es) started by the benchmark",
                     "baseline": "loaded_vs_quiet = loaded fps / quiet fps"}
     style = test_image(512, 1)
     with tempfile.TemporaryDirectory() as folder:
@@ -511,7 +510,7 @@ def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
             for label, clip in clips.items():
                 runs = {}
                 for condition in ("quiet", "loaded"):
-                    load = busy_load(cores) if condition == "loaded" else []
+                    load = busy_load(settings["busy_load"]) if condition == "loaded" else []
                     try:
                         started = time.perf_counter()
                         info = stylize_video(model, clip, style, Path(folder) / "out.mp4", progress=False)
