@@ -60,6 +60,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# What OpenMP read when torch loaded above; importing hybridstyle below sets PASSIVE for later processes only.
+OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")
 
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
@@ -537,7 +539,7 @@ def busy_probe(which: str, settings: dict) -> dict:
     else:
         peer = load_peer()
         call = lambda: peer.stylize_with(content, style, max_size=size)  # noqa: E731
-    return {**measure(call, settings["repeats"], settings["warmup"]), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+    return {**measure(call, settings["repeats"], settings["warmup"]), "OMP_WAIT_POLICY": OMP_WAIT_POLICY_AT_START}
 
 
 def bench_busy(settings: dict, models: list[str], argv_flags: list[str]) -> dict:
