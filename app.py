@@ -18,10 +18,14 @@ API (gradio_client), endpoint ``/stylize``::
 ``quality="balanced"`` or ``"best"`` refines the result by optimisation (slower); the default ``"fast"`` does not.
 """
 
+import os
+
+# Before torch (or gradio, which may pull it in) loads: see hybridstyle/__init__.py, OpenMP spin-waiting on a busy CPU.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import csv
 import json
 import math
-import os
 import re
 import tempfile
 import time

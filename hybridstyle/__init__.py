@@ -5,6 +5,15 @@ Importing the package is cheap; torch and diffusers load on first use of a model
 
 from __future__ import annotations
 
+import os
+
+# Before anything can import torch: OpenMP threads that finish a parallel region spin-wait for the next one by default,
+# which on an oversubscribed CPU (other jobs, load above the core count) burns the very cores the other threads wait
+# for: a 512 px stylization went from 0.07 s quiet to 1.6 s at load 6 on 2 cores. PASSIVE makes them sleep instead.
+# libgomp reads the variable once, when torch loads, so this only helps if hybridstyle is imported before torch (the
+# `hybridstyle` command and app.py are); setdefault keeps a value the user set.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import importlib
 from typing import TYPE_CHECKING
 

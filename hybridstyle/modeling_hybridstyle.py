@@ -225,6 +225,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
             return images, targets[-1], content_levels[-1]
         return HybridStyleOutput(images=images, target_features=targets[-1], content_features=content_levels[-1])
 
+    @property
+    def min_style_size(self) -> int:
+        """The smallest style side :meth:`forward` accepts (the VGG19 encoder pads by reflection only before pooling)."""
+        return 1
+
     def _check_inputs(self, content: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The styles as a list, after checking shapes: wrong ones would broadcast silently into nonsense."""
         if isinstance(styles, torch.Tensor):
@@ -233,12 +238,19 @@ class HybridStyle(ModelMixin, ConfigMixin):
         factor = self.downsample_factor
         if content.dim() != 4 or content.shape[1] != 3 or content.shape[2] % factor or content.shape[3] % factor:
             raise ValueError(f"content must be (N, 3, H, W) with H and W multiples of {factor}, got {tuple(content.shape)}")
+        # The reflection padding of the coarsest level needs 2 pixels there; torch's own error would name an inner layer.
+        if min(content.shape[2:]) < 2 * factor:
+            raise ValueError(f"content must be at least {2 * factor}x{2 * factor} pixels (H and W multiples of {factor}), "
+                             f"got {tuple(content.shape[2:])}")
         if not styles:
             raise ValueError("pass at least one style tensor")
         for i, style in enumerate(styles):
             if not isinstance(style, torch.Tensor) or style.dim() != 4 or style.shape[1] != 3:
                 shape = tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__
                 raise ValueError(f"style {i + 1} must be an RGB tensor (N, 3, H, W) in [0, 1], got {shape}")
+            if min(style.shape[2:]) < self.min_style_size:
+                raise ValueError(f"style {i + 1} must be at least {self.min_style_size}x{self.min_style_size} pixels, "
+                                 f"got {tuple(style.shape[2:])}")
             if style.shape[0] not in (1, content.shape[0]):
                 raise ValueError(
                     f"style {i + 1} has a batch of {style.shape[0]} but the content has {content.shape[0]}; "

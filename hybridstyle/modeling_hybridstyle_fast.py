@@ -215,7 +215,14 @@ class HybridStyleFast(HybridStyle):
             The network the training losses were computed with (metadata only; not needed at inference).
     """
 
+    @property
+    def min_style_size(self) -> int:
+        """The smallest style side :meth:`forward` accepts: the style runs through the same padded, strided encoder as
+        the content (each level rounds up), whose coarsest level needs 2 pixels for its reflection padding."""
+        return self.downsample_factor + 1
+
     @register_to_config
+
     def __init__(
         self,
         block_out_channels: tuple[int, ...] = (16, 32, 64, 128),

@@ -27,8 +27,12 @@ Sections (``--sections``, comma separated; default all):
   subprocess; ratios to that model's 512 px stylize time scaled by the pixel count (31.6x) and to the peer at 512.
 - video: per model, frames per second of ``stylize_video`` (decode, stabilised stylization, H.264 encode; wall time
   over frames) on a generated clip at 320x240, 1280x720 and 1920x1080 (``--video_frames`` frames each), on the machine
-  as it is ("quiet") and with a fixed background load the benchmark adds itself: one busy-loop process per core
-  ("loaded"), as on a shared machine; ratio loaded / quiet fps.
+  as it is ("quiet") and with a fixed background load the benchmark adds itself: the busy section's ``--busy_load``
+  busy-loop processes ("loaded"), as on a shared machine; ratio loaded / quiet fps.
+- busy: the peer and each model's fp32 ``stylize()`` at 512 px, quiet and under a fixed background load the benchmark
+  adds itself (``--busy_load`` busy-loop processes, default 4: load ~6 on 2 cores), each with OpenMP's default wait
+  policy and with ``OMP_WAIT_POLICY=PASSIVE`` (hybridstyle's default since it spin-waited on busy CPUs), every one in
+  its own fresh process (the policy is read once, when torch loads); ratios to the peer in the same condition.
 
 Times are the median of ``--repeats`` runs after ``--warmup`` runs. ``--quick`` uses small sizes and one repeat (smoke
 tests); ``--tiny`` uses tiny random models instead (tests only: its numbers mean nothing).
@@ -56,11 +60,13 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# What OpenMP read when torch loaded above; importing hybridstyle below sets PASSIVE for later processes only.
+OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")
 
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
 
-SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx", "video")
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx", "video", "busy")
 MODELS = ("fast", "base")
 TINY_CONFIGS = {"fast": dict(block_out_channels=(4, 8, 16)),
                 "base": dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))}
@@ -85,7 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before each figure (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=None, help="training batch (default 8; --quick 2)")
     p.add_argument("--video_frames", type=int, default=None, help="frames per video clip (default 48; --quick 3)")
+    p.add_argument("--busy_load", type=int, default=None,
+                   help="busy-loop processes of the 'busy' section's loaded runs (default 4; --quick 1)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--busy_probe", choices=("peer", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
     p.add_argument("--memory_probe", choices=("peer", "uhd", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
     p.add_argument("--probe_sizes", default="", help=argparse.SUPPRESS)
     p.add_argument("--probe_model", choices=MODELS, default="fast", help=argparse.SUPPRESS)
@@ -488,10 +497,9 @@ def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
 
     from hybridstyle.video import stylize_video
 
-    cores = os.cpu_count() or 1
     result: dict = {"frames": settings["video_frames"], "what": "stylize_video wall time (decode + stabilised "
                     "stylization + H.264 encode) over frames, fp32, one 512 px style",
-                    "loaded": f"{cores} busy-loop process(es), one per core, started by the benchmark",
+                    "loaded": f"{settings['busy_load']} busy-loop process(es) started by the benchmark",
                     "baseline": "loaded_vs_quiet = loaded fps / quiet fps"}
     style = test_image(512, 1)
     with tempfile.TemporaryDirectory() as folder:
@@ -504,7 +512,7 @@ def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
             for label, clip in clips.items():
                 runs = {}
                 for condition in ("quiet", "loaded"):
-                    load = busy_load(cores) if condition == "loaded" else []
+                    load = busy_load(settings["busy_load"]) if condition == "loaded" else []
                     try:
                         started = time.perf_counter()
                         info = stylize_video(model, clip, style, Path(folder) / "out.mp4", progress=False)
@@ -518,6 +526,52 @@ def bench_video(models: dict[str, HybridStyle], settings: dict) -> dict:
                 log(f"[video] {name} {label}: {runs['quiet']['fps']:.2f} fps quiet, {runs['loaded']['fps']:.2f} fps "
                     f"loaded")
             result[name] = entry
+    return result
+
+
+def busy_probe(which: str, settings: dict) -> dict:
+    """In a fresh process (the OpenMP wait policy it was started with): one 512 px stylization's time, median."""
+    size = settings["inference_size"]
+    content, style = test_image(size, 0), test_image(size, 1)
+    if which in MODELS:
+        model = build_model(which, settings["tiny"])
+        call = lambda: model.stylize(content, style)  # noqa: E731
+    else:
+        peer = load_peer()
+        call = lambda: peer.stylize_with(content, style, max_size=size)  # noqa: E731
+    return {**measure(call, settings["repeats"], settings["warmup"]), "OMP_WAIT_POLICY": OMP_WAIT_POLICY_AT_START}
+
+
+def bench_busy(settings: dict, models: list[str], argv_flags: list[str]) -> dict:
+    load_processes = settings["busy_load"]
+    result: dict = {"size": settings["inference_size"], "load_processes": load_processes,
+                    "what": "stylize (fp32, PIL in and out) / peer stylize_with, each in a fresh process",
+                    "baseline": "vs_peer = time / the peer's time in the same condition and policy; passive_vs_default "
+                    "= PASSIVE time / default-policy time"}
+    whos = (["peer"] if settings["peer_available"] else []) + models
+    for condition in ("quiet", "loaded"):
+        load = busy_load(load_processes) if condition == "loaded" else []
+        try:
+            time.sleep(0.5 if load else 0)  # let the load spin up before the clock starts
+            runs: dict = {}
+            for who in whos:
+                for policy in ("default", "PASSIVE"):
+                    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+                    if policy == "PASSIVE":
+                        env["OMP_WAIT_POLICY"] = "PASSIVE"
+                    # This script imports torch before hybridstyle, so "default" really is OpenMP's own default.
+                    command = [sys.executable, str(Path(__file__).resolve()), "--busy_probe", who, *argv_flags]
+                    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                    runs.setdefault(who, {})[policy] = _finish_probe(f"busy {who}", process)
+                    log(f"[busy] {condition} {who} {policy}: {runs[who][policy]['median_s']:.3f} s")
+            loadavg = os.getloadavg()[0]  # at the end: the 1-minute average lags the load the runs saw
+        finally:
+            stop_load(load)
+        for by_policy in runs.values():
+            for policy, timing in by_policy.items():
+                timing["vs_peer"] = ratio(timing["median_s"], runs.get("peer", {}).get(policy, {}).get("median_s"))
+            by_policy["passive_vs_default"] = ratio(by_policy["PASSIVE"]["median_s"], by_policy["default"]["median_s"])
+        result[condition] = {"loadavg_1min": loadavg, **runs}
     return result
 
 
@@ -544,6 +598,7 @@ def settings_for(args: argparse.Namespace) -> dict:
         "memory_sizes": [128, 256] if quick else [512, 1024],
         "video_frames": args.video_frames or (3 if quick else 48),
         "video_sizes": {"64x48": (64, 48), "128x72": (128, 72)} if quick else VIDEO_SIZES,
+        "busy_load": args.busy_load if args.busy_load is not None else (1 if quick else 4),
         "peer_available": peer_available,
     }
 
@@ -591,6 +646,10 @@ def run(args: argparse.Namespace) -> dict:
         results["onnx"] = bench_onnx(models, settings, results, peer_s)
     if "video" in args.sections:
         results["video"] = bench_video(models, settings)
+    if "busy" in args.sections:
+        flags = [flag for flag, on in (("--quick", args.quick), ("--tiny", args.tiny)) if on]
+        flags += [f"--repeats={settings['repeats']}", f"--warmup={settings['warmup']}"]
+        results["busy"] = bench_busy(settings, args.models, flags)
     results["config"]["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -638,11 +697,21 @@ def format_report(results: dict) -> str:
         for label, r in v.items():
             lines.append(f"{name:<4} video {label} ({r['size']}): {r['quiet']['fps']:.2f} fps quiet, "
                          f"{r['loaded']['fps']:.2f} fps loaded (loaded/quiet {_fmt(r['loaded_vs_quiet'], '.2f')})")
+    busy = results.get("busy", {})
+    for condition in ("quiet", "loaded"):
+        for who, r in ((k, v) for k, v in busy.get(condition, {}).items() if isinstance(v, dict)):
+            lines.append(f"busy {condition} (load {busy[condition]['loadavg_1min']:.1f}) {who:<4} @{busy['size']}: "
+                         f"default {r['default']['median_s']:.3f} s (vs peer {_fmt(r['default']['vs_peer'], '.2f')}), "
+                         f"PASSIVE {r['PASSIVE']['median_s']:.3f} s (vs peer {_fmt(r['PASSIVE']['vs_peer'], '.2f')}), "
+                         f"PASSIVE/default {_fmt(r['passive_vs_default'], '.2f')}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
+    if args.busy_probe:
+        print(json.dumps(busy_probe(args.busy_probe, settings_for(args))))
+        return None
     if args.memory_probe == "uhd":
         print(json.dumps(uhd_probe(args.probe_model, args.tiny, args.quick)))
         return None

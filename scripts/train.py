@@ -546,9 +546,31 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), None where unknown.
+
+    A pid alone does not name a process: after the lock's holder died, the kernel may give its pid to another one,
+    which must not keep the lock busy forever. The pid and this start time together do name one process.
+    """
+    with suppress(OSError, IndexError, ValueError):
+        # Field 2 (the name) may hold spaces and parentheses: count from the last ")"; field 3 is index 0 after it.
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[22 - 3])
+    return None
+
+
+def _holder_running(holder: dict) -> bool:
+    """Whether the process that wrote the lock is running, judged by its pid and, where recorded, its start time."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or not _process_alive(pid):
+        return False
+    recorded, now = holder.get("pid_start"), process_start_time(pid)
+    # Either unknown (an older lock, no /proc): only the pid can tell, so it counts as the holder.
+    return recorded is None or now is None or recorded == now
+
+
 @contextmanager
 def output_dir_lock(output_dir: str):
-    """Hold ``--output_dir/.train.lock`` (pid and host inside) while training; refuse to start while another run holds it.
+    """Hold ``--output_dir/.train.lock`` (pid, its start time, host) while training; refuse to start while another run holds it.
 
     After Ctrl-C under ``accelerate launch`` the launcher exits at once but the trainer goes on for seconds saving its
     checkpoint; a quick relaunch must not train beside it into the same folder. The lock is an advisory ``flock`` the
@@ -577,7 +599,7 @@ def output_dir_lock(output_dir: str):
             busy = True
         except (ImportError, OSError):  # no flock here (Windows, some network filesystems): judge by the pid
             pid = holder.get("pid")
-            busy = isinstance(pid, int) and pid != os.getpid() and (holder.get("host") != here or _process_alive(pid))
+            busy = isinstance(pid, int) and pid != os.getpid() and (holder.get("host") != here or _holder_running(holder))
         if busy:
             raise SystemExit(
                 f"train.py: error: another training run (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is "
@@ -589,7 +611,8 @@ def output_dir_lock(output_dir: str):
             print(f"train.py: taking over the stale lock of pid {holder['pid']} on {holder.get('host', '?')} in "
                   f"{output_dir} (that run is no longer running)", file=sys.stderr)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": here, "started": time.time()}).encode(), 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "host": here,
+                                   "started": time.time()}).encode(), 0)
         try:
             yield
         finally:

@@ -36,6 +36,19 @@ def results(tmp_path_factory):
     return written
 
 
+def test_busy_section_times_peer_and_models_under_both_wait_policies(results):
+    busy = results["busy"]
+    assert busy["load_processes"] == 1  # --quick
+    for condition in ("quiet", "loaded"):
+        assert set(busy[condition]) == {"loadavg_1min", "peer", *benchmark.MODELS}
+        for who in ("peer", *benchmark.MODELS):
+            by_policy = busy[condition][who]
+            assert by_policy["PASSIVE"]["OMP_WAIT_POLICY"] == "PASSIVE"
+            assert by_policy["default"]["OMP_WAIT_POLICY"] is None  # the probe really ran with OpenMP's default
+            assert by_policy["passive_vs_default"] > 0
+        assert busy[condition]["peer"]["default"]["vs_peer"] == pytest.approx(1.0)
+
+
 def test_every_section_is_reported(results):
     assert set(benchmark.SECTIONS) <= set(results)
     assert results["config"]["sections"] == list(benchmark.SECTIONS)

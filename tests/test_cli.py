@@ -403,3 +403,17 @@ def test_accelerate_launch_splits_a_batch_between_two_cpu_processes(batch, tmp_p
     again = _launch_two_processes(_batch_argv(batch), tmp_path)
     for process, kept in (("1/2", 4), ("2/2", 2)):
         assert re.search(rf"process {process}: wrote 0 images to \S+; kept {kept} that already existed", again.stdout)
+
+
+@pytest.mark.parametrize("user_value", [None, "ACTIVE"])
+def test_openmp_threads_sleep_unless_the_user_says_otherwise(user_value: str | None) -> None:
+    # Asked of OpenMP itself (OMP_DISPLAY_ENV makes libgomp print what it read when torch loads it): spin-waiting
+    # threads slowed a stylization 20x on a busy CPU, and os.environ alone would not prove torch saw the value.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(OMP_DISPLAY_ENV="TRUE", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    code = "import hybridstyle.cli, torch; torch.ones(8, 8) @ torch.ones(8, 8)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"OMP_WAIT_POLICY = '{user_value or 'PASSIVE'}'" in result.stderr

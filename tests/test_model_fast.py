@@ -485,3 +485,19 @@ def test_flat_skips_carry_the_style_means_and_no_content_detail() -> None:
 def test_flat_skip_levels_must_leave_the_coarsest_level() -> None:
     with pytest.raises(ValueError, match=r"flat_skip_levels must be in \[0, 2\] \(the coarsest level always carries"):
         HybridStyleFast(**{**TINY_FAST, "flat_skip_levels": 3})
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_forward_names_the_minimum_size_of_tiny_inputs(fast: bool) -> None:
+    model = (HybridStyleFast(block_out_channels=(4, 8, 16)) if fast
+             else HybridStyle(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))).eval()
+    f = model.downsample_factor
+    ok = torch.rand(1, 3, 2 * f, 2 * f)
+    for content in (torch.rand(1, 3, f, f), torch.rand(1, 3, 0, 0)):
+        with pytest.raises(ValueError, match=f"at least {2 * f}x{2 * f} pixels"):
+            model(content, ok)
+    if fast:
+        with pytest.raises(ValueError, match=f"style 1 must be at least {f + 1}x{f + 1} pixels"):
+            model(ok, torch.rand(1, 3, f, 2 * f))
+        assert torch.isfinite(model(ok, torch.rand(1, 3, f + 1, f + 1)).images).all()  # the style minimum works
+    assert torch.isfinite(model(ok, ok).images).all()  # the content minimum works

@@ -625,6 +625,34 @@ def test_output_dir_lock_without_flock_judges_by_the_pid(tmp_path, monkeypatch, 
     assert f"taking over the stale lock of pid {sleeper.pid}" in capsys.readouterr().err
 
 
+def test_output_dir_lock_without_flock_takes_over_a_reused_pid(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = tmp_path / train.LOCK_NAME
+    start = train.process_start_time(sleeper.pid)
+    assert isinstance(start, int) and start > 0
+    try:
+        # The pid lives but started at another time: the lock's holder died and its pid went to this process.
+        lock.write_text(json.dumps({"pid": sleeper.pid, "pid_start": start + 1, "host": socket.gethostname()}))
+        with train.output_dir_lock(str(tmp_path)):
+            written = json.loads(lock.read_text())
+            assert written["pid"] == os.getpid() and written["pid_start"] == train.process_start_time(os.getpid())
+        assert f"taking over the stale lock of pid {sleeper.pid}" in capsys.readouterr().err
+        # The same pid and start time: the holder itself is still running.
+        lock.write_text(json.dumps({"pid": sleeper.pid, "pid_start": start, "host": socket.gethostname()}))
+        with pytest.raises(SystemExit, match=f"pid {sleeper.pid} on"):
+            with train.output_dir_lock(str(tmp_path)):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait(30)
+
+
 def test_resume_continues_exactly_the_uninterrupted_run(data, tmp_path):
     """Stopped after step 2 and resumed, a run logs the same losses and ends with the same weights as one never stopped.
 
