@@ -192,6 +192,47 @@ class RandomCropImages(Dataset):
         _, image = self._first_readable(index, self._get_image)
         return pil_to_tensor(random_crop(image, self.resolution, self.max_scale, rng))[0]
 
+class TeacherPairs(Dataset):
+    """Distillation pairs written by ``scripts/make_teacher_set.py``: ``(3, 3, H, W)`` tensors in [0, 1] that stack
+    the content, the style and the teacher's output of the pair.
+
+    Only complete pairs are listed (a pair's ``NNNNN.json`` is written last), so a set still being written can be
+    trained on; it is listed once, at construction. The content and its target are mirrored together, from the
+    sample's seed (see :class:`RandomCropImages`), which doubles the pairs without changing what the teacher did.
+
+    Parameters:
+        folder: the teacher set's folder.
+        min_length: the reported length is at least this (the pairs repeat), so a small set fills a global batch.
+    """
+
+    NAMES = ("content", "style", "target")
+
+    def __init__(self, folder: str | os.PathLike, min_length: int = 1):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"teacher set {self.folder} does not exist; write it with scripts/make_teacher_set.py")
+        self.stems = sorted(p.stem for p in self.folder.glob("[0-9]*.json"))
+        if not self.stems:
+            raise ValueError(f"{self.folder} holds no complete teacher pairs (NNNNN.json beside NNNNN_content.png, "
+                             "_style.png and _target.png); write them with scripts/make_teacher_set.py")
+        self.min_length = min_length
+
+    def __len__(self) -> int:
+        return max(len(self.stems), self.min_length)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        index, seed = index if isinstance(index, tuple) else (index, None)
+        stem = self.stems[index % len(self.stems)]
+        content, style, target = (pil_to_tensor(load_image(self.folder / f"{stem}_{name}.png", name))[0]
+                                  for name in self.NAMES)
+        if not content.shape == style.shape == target.shape:
+            raise ValueError(f"teacher pair {self.folder / stem}: content {tuple(content.shape)}, style "
+                             f"{tuple(style.shape)} and target {tuple(target.shape)} must have one size; rewrite it")
+        if random.Random(seed).random() < 0.5:
+            content, target = content.flip(-1), target.flip(-1)
+        return torch.stack([content, style, target])
+
+
 def load_image_source(folder: str | None, dataset: str | None, split: str = "train"):
     """File list from ``folder`` or a ``datasets`` dataset from ``dataset``.
 

@@ -1,4 +1,4 @@
-"""Training losses: content, style (mean/std or Gram), total variation and adversarial (lsgan, hinge, bce)."""
+"""Training losses: content, style (mean/std or Gram), teacher features, total variation and adversarial."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def content_loss(output_features: torch.Tensor, target_features: torch.Tensor) -
     """
     output_features, target_features = output_features.float(), target_features.float()
     return F.mse_loss(output_features, target_features) / target_features.pow(2).mean().detach().clamp_min(1e-8)
+
+
+def feature_matching_loss(output_features: Sequence[torch.Tensor], target_features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of :func:`content_loss` between the output's features and a teacher image's (distillation).
+
+    Every layer, relu1_1 to relu4_1, counts: the fine layers carry the teacher's strokes, which relu4_1 alone (the
+    content loss) lets the student blur away.
+    """
+    pairs = list(zip(output_features, target_features, strict=True))
+    return sum(content_loss(out, target) for out, target in pairs) / len(pairs)
 
 
 def gram_matrix(feat: torch.Tensor) -> torch.Tensor:

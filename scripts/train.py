@@ -14,6 +14,8 @@ Per step: stylize content with style, then
   generator loss = content + style_weight * style + tv + identity + adv_weight * adversarial (+ diversity)
 where content compares the output's VGG19 relu4_1 with AdaIN(content, style) in VGG19 space, style compares VGG19
 statistics, and a discriminator step follows on real artworks vs generated images. See README.md "Training".
+Distillation (--teacher_dir, a set of scripts/make_teacher_set.py): the pairs come with the quality dial's refined
+output, and teacher_weight * L1 + teacher_feature_weight * VGG19 feature distance to it join the generator loss.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
-from hybridstyle.data import RandomCropImages, load_image_source  # noqa: E402
+from hybridstyle.data import RandomCropImages, TeacherPairs, load_image_source  # noqa: E402
 from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
 
 logger = get_logger(__name__)
@@ -63,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--style_dir", help="folder of style images / artworks; also the discriminator's real images")
     data.add_argument("--content_dataset", help="Hugging Face dataset (Hub name or local path) of content images")
     data.add_argument("--style_dataset", help="Hugging Face dataset (Hub name or local path) of style images")
+    data.add_argument("--teacher_dir",
+                      help="distillation set of scripts/make_teacher_set.py (content, style and teacher output per pair): "
+                           "trains on its pairs instead of --content_dir/--style_dir; see --teacher_weight")
     data.add_argument("--image_column", default="image", help="image column of --content_dataset/--style_dataset")
     data.add_argument("--resolution", type=int, default=128, help="training crop size in pixels")
     data.add_argument("--max_crop_scale", type=float, default=2.0, help="images are scaled by up to this before cropping")
@@ -107,6 +112,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="style loss on copies of the output and the style downscaled by a random factor in "
                       "[0.5, 0.8]: strokes must match at more than the training scale, which a loss network's "
                       "fine-layer statistics alone do not ask")
+    loss.add_argument("--teacher_weight", type=float, default=1.0,
+                      help="with --teacher_dir: L1 between the output and the teacher's image, in [0, 1] pixels")
+    loss.add_argument("--teacher_feature_weight", type=float, default=1.0,
+                      help="with --teacher_dir: VGG19 feature distance (relu1_1..relu4_1) to the teacher's image")
     loss.add_argument("--tv_weight", type=float, default=0.0, help="total variation (smoothness)")
     loss.add_argument("--identity_weight", type=float, default=0.0,
                       help="identity loss: a content image stylized with itself must come back (costs one more pass)")
@@ -164,10 +173,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       "to the model card or logs")
     args = p.parse_args(argv)
 
-    if (args.content_dir is None) == (args.content_dataset is None):
-        p.error("give exactly one of --content_dir or --content_dataset")
-    if (args.style_dir is None) == (args.style_dataset is None):
-        p.error("give exactly one of --style_dir or --style_dataset")
+    if args.teacher_dir:
+        if any((args.content_dir, args.content_dataset, args.style_dir, args.style_dataset)):
+            p.error("--teacher_dir brings its own contents and styles; drop --content_dir/--style_dir/--*_dataset")
+    else:
+        if (args.content_dir is None) == (args.content_dataset is None):
+            p.error("give exactly one of --content_dir or --content_dataset (or a --teacher_dir)")
+        if (args.style_dir is None) == (args.style_dataset is None):
+            p.error("give exactly one of --style_dir or --style_dataset (or a --teacher_dir)")
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id")
     if args.resolution % 8:
@@ -712,6 +725,11 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     global_batch = args.train_batch_size * accelerator.num_processes
     image_sets = []
     sources = (("content", args.content_dir, args.content_dataset), ("style", args.style_dir, args.style_dataset))
+    if args.teacher_dir:
+        # One loader of whole pairs: the teacher's output belongs to its content and style.
+        image_sets = [TeacherPairs(args.teacher_dir, min_length=global_batch)]
+        logger.info(f"teacher set: {len(image_sets[0].stems)} pairs in {args.teacher_dir}")
+        sources = ()
     for name, folder, dataset in sources:
         images = RandomCropImages(load_image_source(folder, dataset), args.resolution, args.max_crop_scale, args.image_column,
                                   min_length=global_batch, cache_mb=args.image_cache_mb)
@@ -720,19 +738,18 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         logger.info(f"{name}: {len(images.images)} images ({images.num_skipped} unreadable), "
                     f"{images.cache_size_mb:.1f} MB cached")
         image_sets.append(images)
-    content_set, style_set = image_sets
     # The order and crops come from the data seed alone (SeededShuffle), the same on every process. Without --seed
     # it is drawn once and kept in the checkpoints, so a resumed run continues the same stream.
     data_seed = [args.seed if args.seed is not None else int(torch.randint(2**62, ()))]
     broadcast_object_list(data_seed)
-    samplers = [SeededShuffle(len(dataset), data_seed[0] + i) for i, dataset in enumerate((content_set, style_set))]
-    content_loader, style_loader = (
+    samplers = [SeededShuffle(len(dataset), data_seed[0] + i) for i, dataset in enumerate(image_sets)]
+    loaders = [
         # A generator of its own: a DataLoader otherwise draws its workers' base seed from the global torch RNG at
         # every epoch, which would shift the RNG of skip dropout and the rescaled style loss.
         DataLoader(dataset, batch_size=args.train_batch_size, sampler=sampler, num_workers=args.dataloader_num_workers,
                    drop_last=True, generator=torch.Generator().manual_seed(data_seed[0]))
-        for dataset, sampler in zip((content_set, style_set), samplers)
-    )
+        for dataset, sampler in zip(image_sets, samplers)
+    ]
 
     # ---- optimisers, schedulers, prepare ----
     betas = (args.adam_beta1, args.adam_beta2)
@@ -746,9 +763,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     # Wrapping only the trained generator keeps DDP's gradient sync on what is trained.
     # The order of prepare() calls fixes the file names inside checkpoints (model.safetensors = generator,
     # model_1.. = discriminators, optimizer.bin = generator, ...): changing it breaks resuming older checkpoints.
-    generator, g_optimizer, g_scheduler, content_loader, style_loader = accelerator.prepare(
-        generator_of(model), g_optimizer, g_scheduler, content_loader, style_loader
-    )
+    generator, g_optimizer, g_scheduler, *loaders = accelerator.prepare(generator_of(model), g_optimizer, g_scheduler, *loaders)
     if use_gan:
         d_scheduler = get_scheduler(args.lr_scheduler, d_optimizer, **scheduler_kwargs)
         *discriminators, d_optimizer, d_scheduler = accelerator.prepare(*discriminators, d_optimizer, d_scheduler)
@@ -789,16 +804,22 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     # Fixed validation pairs, centre-cropped from the full-size files: images spread evenly through each (sorted) set,
     # the styles shifted by half a step, so that a content folder that also holds the artworks does not pair each
     # artwork with itself. Styles repeat when there are fewer of them (one style image when fine-tuning).
-    val_pairs = min(args.num_validation_pairs, len(content_set.images))
-    val_contents, val_styles = (
-        torch.stack([center_crop(images.readable_image(int((i + shift) * len(images.images) / val_pairs))[1],
-                                 args.validation_resolution) for i in range(val_pairs)])
-        for images, shift in ((content_set, 0.0), (style_set, 0.5))
-    )
+    if args.teacher_dir:
+        # The first pairs of the set, as written (no mirroring), at the set's own size.
+        teacher_set = image_sets[0]
+        val_pairs = min(args.num_validation_pairs, len(teacher_set.stems))
+        val_contents, val_styles, _ = torch.stack([teacher_set[(i, 1)] for i in range(val_pairs)]).unbind(1)
+    else:
+        content_set, style_set = image_sets
+        val_pairs = min(args.num_validation_pairs, len(content_set.images))
+        val_contents, val_styles = (
+            torch.stack([center_crop(images.readable_image(int((i + shift) * len(images.images) / val_pairs))[1],
+                                     args.validation_resolution) for i in range(val_pairs)])
+            for images, shift in ((content_set, 0.0), (style_set, 0.5))
+        )
 
     unwrapped_discriminators = [accelerator.unwrap_model(d) for d in discriminators]
-    content_batches, style_batches = (infinite(accelerator, loader, sampler, batches_seen)
-                                      for loader, sampler in zip((content_loader, style_loader), samplers))
+    batch_streams = [infinite(accelerator, loader, sampler, batches_seen) for loader, sampler in zip(loaders, samplers)]
     progress = tqdm(total=args.max_train_steps, initial=global_step, desc="train", disable=not accelerator.is_local_main_process)
     loss_log = Path(args.output_dir, "losses.jsonl")
     if accelerator.is_main_process:
@@ -806,7 +827,11 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     logs: dict[str, float] = {}
 
     while global_step < args.max_train_steps:
-        content, style = next(content_batches), next(style_batches)
+        teacher = None
+        if args.teacher_dir:
+            content, style, teacher = next(batch_streams[0]).unbind(1)
+        else:
+            content, style = (next(stream) for stream in batch_streams)
         batches_seen += 1
         gan_active = use_gan and global_step >= args.adv_start_step
         local: dict[str, torch.Tensor] = {}
@@ -837,6 +862,17 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 out_feats = loss_network(images)
                 loss_content = losses.content_loss(out_feats[-1], target)
                 loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
+                if teacher is not None:
+                    loss_teacher = F.l1_loss(images.float(), teacher)
+                    local["teacher"] = loss_teacher
+                    if args.teacher_feature_weight:
+                        with torch.no_grad():
+                            teacher_feats = loss_network(teacher)
+                        loss_teacher_feat = losses.feature_matching_loss(out_feats, teacher_feats)
+                        loss_teacher = loss_teacher * args.teacher_weight + args.teacher_feature_weight * loss_teacher_feat
+                        local["teacher_feat"] = loss_teacher_feat
+                    else:
+                        loss_teacher = loss_teacher * args.teacher_weight
                 if args.rescaled_style_weight:
                     scale = float(torch.empty(()).uniform_(0.5, 0.8))  # torch RNG: checkpointed, resumes alike
                     small_out, small_style = (F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True,
@@ -847,6 +883,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                     loss_style = loss_style + args.rescaled_style_weight * loss_rescaled
                     local["style_rescaled"] = loss_rescaled
                 g_loss = args.content_weight * loss_content + args.style_weight * loss_style
+                if teacher is not None:
+                    g_loss = g_loss + loss_teacher
                 local.update(content=loss_content, style=loss_style)
                 if args.tv_weight:
                     g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
@@ -901,7 +939,7 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         values = accelerator.reduce(torch.stack([local[k].detach().float() for k in names]), "mean").tolist()
         logs = dict(zip(names, values))
         logs["lr"] = g_scheduler.get_last_lr()[0]
-        progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("content", "style", "g_adv", "d_loss")})
+        progress.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("content", "style", "teacher", "g_adv", "d_loss")})
         if not all(math.isfinite(v) for v in logs.values()):
             raise FloatingPointError(f"non-finite loss at step {global_step}: {logs}; lower --learning_rate or --adv_weight")
         accelerator.log(logs, step=global_step)
