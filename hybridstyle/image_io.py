@@ -186,6 +186,11 @@ def rgb_pixels(image: Image.Image) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+def uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image as a uint8 tensor ``(1, 3, H, W)`` (one copy of its pixels; a quarter of the memory of floats)."""
+    return rgb_pixels(image).permute(2, 0, 1)[None].contiguous()
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image to a float tensor ``(1, 3, H, W)`` in [0, 1]."""
     import torch

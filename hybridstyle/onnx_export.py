@@ -55,7 +55,7 @@ PARITY_TOLERANCE = 1e-3
 INPUT_NAMES, OUTPUT_NAME = ("content", "style"), "image"
 # Keys of the file's metadata_props; OnnxStylizer needs the downsample factor to size its inputs.
 META_FACTOR, META_CLASS, META_CONFIG = "hybridstyle.downsample_factor", "hybridstyle.model_class", "hybridstyle.config"
-# modeling_hybridstyle.MIN_SIDE, repeated so that OnnxStylizer needs no torch (tests check they agree).
+# stylize_images.MIN_SIDE, repeated so that OnnxStylizer needs no torch (tests check they agree).
 MIN_SIDE = 16
 
 

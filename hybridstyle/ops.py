@@ -1,7 +1,7 @@
 """Feature-space style operations: small pure functions on ``(N, C, H, W)`` tensors.
 
-Everything here is differentiable and device/dtype agnostic. The model (``modeling_hybridstyle.py``) and the
-losses (``losses.py``) are built from these.
+Everything here is differentiable and device/dtype agnostic. The models (``modeling_hybridstyle*.py``), the losses
+(``losses.py``) and the image path's masks, colours and tiles are built from these.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 EPS = 1e-5
+StyleStats = tuple[torch.Tensor, torch.Tensor]  # per-channel (mean, std), each (N, C, 1, 1)
 
 
 def calc_mean_std(feat: torch.Tensor, mask: torch.Tensor | None = None, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:

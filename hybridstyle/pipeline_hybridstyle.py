@@ -1,9 +1,10 @@
 """``HybridStylePipeline``: the HybridStyle models as a ``diffusers.DiffusionPipeline``.
 
 The pipeline holds one component, ``model`` (a :class:`~hybridstyle.HybridStyle` or
-:class:`~hybridstyle.HybridStyleFast`), and its ``__call__`` is ``model.stylize``: the same code path, so the images
-are bit-identical. What the pipeline adds is the diffusers surface: ``model_index.json`` folders,
-``DiffusionPipeline.from_pretrained``, ``to()``, ``set_progress_bar_config`` and ``push_to_hub``.
+:class:`~hybridstyle.HybridStyleFast`), and its ``__call__`` runs :func:`~hybridstyle.stylize_images.stylize_image`
+on each content image, the code path of ``model.stylize``, so the images are bit-identical. What the pipeline adds is
+the diffusers surface: ``model_index.json`` folders, ``DiffusionPipeline.from_pretrained``, ``to()``,
+``set_progress_bar_config`` and ``push_to_hub``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 
 from .image_io import ImageInput
 from .modeling_hybridstyle import BUNDLED_MODELS, DEFAULT_MODEL, HybridStyle
+from .stylize_images import stylize_image
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -53,7 +55,7 @@ class HybridStylePipeline(DiffusionPipeline):
 
     Parameters:
         model ([`HybridStyle`] or [`HybridStyleFast`]):
-            The style transfer model; ``__call__`` runs its ``stylize``.
+            The style transfer model; ``__call__`` runs the path of its ``stylize`` with it.
     """
 
     model_cpu_offload_seq = "model"
@@ -171,9 +173,9 @@ class HybridStylePipeline(DiffusionPipeline):
         if progress is None:
             progress = not getattr(self, "_progress_bar_config", {}).get("disable", False)
         images = [
-            self.model.stylize(content, style_images, weights=weights, alpha=alpha, preserve_color=preserve_color,
-                               masks=masks, mask_blur=mask_blur, style_scale=style_scale, method=method,
-                               max_size=max_size, tile=tile, progress=progress, quality=quality, callback=callback)
+            stylize_image(self.model, content, style_images, weights=weights, alpha=alpha, preserve_color=preserve_color,
+                          masks=masks, mask_blur=mask_blur, style_scale=style_scale, method=method, max_size=max_size,
+                          tile=tile, progress=progress, quality=quality, callback=callback)
             for content in contents
         ]
         self.maybe_free_model_hooks()

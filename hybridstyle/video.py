@@ -245,6 +245,8 @@ class _FrameStylizer:
                  style_scale: float, out_size: tuple[int, int], max_size: int, preserve_color: bool,
                  smoothing: float | None, scene_cut: float | None, temporal_blend: float):
         from .image_io import pil_to_tensor
+        from .stylize_images import style_tensor
+        from .tiling import feature_statistics
 
         self.model, self.weights, self.alpha, self.preserve_color = model, weights, alpha, preserve_color
         self.smoothing, self.scene_cut, self.temporal_blend = smoothing, scene_cut, temporal_blend
@@ -256,10 +258,10 @@ class _FrameStylizer:
         style_long_side = min(max_size, max(64, round(max(self.work_size) * style_scale)))
         self.style_levels = []
         for image in style_images:
-            tensor = model._style_tensor(image, style_long_side).to(model.device, model.dtype)
+            tensor = style_tensor(image, style_long_side, factor).to(model.device, model.dtype)
             # Tiled (memory bounded by the tile) but with the whole image's statistics, which come back in float32:
             # cast to the model's dtype, or AdaIN would hand a bfloat16 decoder float32 features.
-            stats = model.feature_statistics(tensor, tile=1024)
+            stats = feature_statistics(model, tensor, tile=1024)
             self.style_levels.append([(m.to(model.dtype), d.to(model.dtype)) for m, d in stats])
         self._pil_to_tensor = pil_to_tensor
         self.running: list[tuple[torch.Tensor, torch.Tensor]] | None = None

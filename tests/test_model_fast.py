@@ -11,9 +11,10 @@ import torch
 from conftest import TINY_CONFIG, ModelTesterMixin, he_initialized, make_image, make_texture
 from PIL import Image
 
-from hybridstyle import HybridStyle, HybridStyleFast, ops
+from hybridstyle import HybridStyle, HybridStyleFast, ops, tiling
 from hybridstyle import modeling_hybridstyle as modeling
 from hybridstyle.image_io import pil_to_tensor, tensor_to_pil
+from hybridstyle.stylize_images import style_tensor
 
 TINY_FAST = {"block_out_channels": (4, 8, 16), "encoder_bottleneck_layers": 1, "decoder_bottleneck_layers": 1}
 TINY_MODULATED = {**TINY_FAST, "style_modulation_dim": 4}
@@ -252,13 +253,13 @@ def test_feature_statistics_over_tiles_match_the_whole_image(family: str, tile: 
     model = HybridStyleFast(**TINY_FAST) if family == "fast" else HybridStyle(**TINY_CONFIG)
     images = torch.rand(1, 3, 96, 160)
     whole = [ops.calc_mean_std(f) for f in model.feature_levels(images)]
-    tiled = model.feature_statistics(images, tile=tile)
+    tiled = tiling.feature_statistics(model, images, tile=tile)
     for (mean, std), (tiled_mean, tiled_std) in zip(whole, tiled, strict=True):
         torch.testing.assert_close(tiled_mean, mean, atol=2e-3, rtol=2e-2)
         torch.testing.assert_close(tiled_std, std, atol=2e-3, rtol=2e-2)
     masks = torch.zeros(1, 2, 96, 160)
     masks[:, 0, :, :80], masks[:, 1, :, 80:] = 1, 1
-    regions = model.feature_statistics(images, masks=masks, tile=tile)
+    regions = tiling.feature_statistics(model, images, masks=masks, tile=tile)
     assert len(regions) == len(whole) and all(len(level) == 2 for level in regions)
 
 
@@ -312,11 +313,11 @@ def test_tiling_bounds_feature_memory(fast_model, monkeypatch) -> None:
 
 
 def test_automatic_tiling_above_the_threshold(fast_model, monkeypatch) -> None:
-    monkeypatch.setattr(modeling, "AUTO_TILE_ABOVE", 100)
-    monkeypatch.setattr(modeling, "AUTO_TILE", 64)
+    monkeypatch.setattr(tiling, "AUTO_TILE_ABOVE", 100)
+    monkeypatch.setattr(tiling, "AUTO_TILE", 64)
     calls = []
-    original = HybridStyle._stylize_tiled
-    monkeypatch.setattr(HybridStyle, "_stylize_tiled", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    original = tiling.stylize_tiled
+    monkeypatch.setattr(tiling, "stylize_tiled", lambda *a, **k: calls.append(1) or original(*a, **k))
     fast_model.stylize(make_image(96, 64), make_texture(32, 32))
     assert not calls
     out = fast_model.stylize(make_image(160, 96), make_texture(32, 32))
@@ -380,7 +381,7 @@ def test_thin_styles_and_small_contents_are_stylized(family: str, style_size: tu
         out = model.stylize(make_image(*content_size), style)
         assert out.size == content_size and np.isfinite(np.asarray(out, dtype=float)).all()
     # A strip is mirrored onto itself, not stretched: its colours stay those of the strip.
-    strip = model._style_tensor(Image.new("RGB", (500, 1), (10, 200, 30)), 64)
+    strip = style_tensor(Image.new("RGB", (500, 1), (10, 200, 30)), 64, model.downsample_factor)
     assert min(strip.shape[2:]) >= 2 * model.downsample_factor
     torch.testing.assert_close(strip.amax(dim=(2, 3)), strip.amin(dim=(2, 3)))
 
@@ -437,16 +438,16 @@ def test_tiled_blend_is_summed_in_bands_and_matches_the_whole_image_blend(fast_m
 
     def whole_image_blend(model, content, style_levels, weights, alpha, masks, tile, progress=False, as_image=False):
         height, width = content.shape[2:]
-        content_stats = model.feature_statistics(content, masks, tile)
+        content_stats = tiling.feature_statistics(model, content, masks, tile)
         out, total = torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width)
-        for box, _ in model._tiles(height, width, tile):
-            crop = model._pixels(modeling._crop(content, box))
+        for box, _ in tiling.tiles(height, width, tile, model.downsample_factor):
+            crop = tiling.pixels(model, tiling.crop(content, box))
             targets = model.transform_levels(model.feature_levels(crop), style_levels, weights, alpha, None,
                                              content_stats=content_stats)
-            ramp = modeling._blend_window(box, (height, width), 2 * model._tile_margin(tile))
+            ramp = tiling.blend_window(box, (height, width), 2 * tiling.tile_margin(tile, model.downsample_factor))
             out[..., box[0] : box[1], box[2] : box[3]] += model.decode_levels(targets, tuple(crop.shape[2:])) * ramp
             total[..., box[0] : box[1], box[2] : box[3]] += ramp
-        return modeling.tensor_to_pil(out / total)
+        return tensor_to_pil(out / total)
 
     rows = []
     zeros = torch.zeros
@@ -454,7 +455,7 @@ def test_tiled_blend_is_summed_in_bands_and_matches_the_whole_image_blend(fast_m
     banded = np.asarray(fast_model.stylize(content, style, tile=tile))
     monkeypatch.setattr(torch, "zeros", zeros)
     assert rows and max(rows) <= tile + 2 * margin  # never the image's 240 rows
-    monkeypatch.setattr(HybridStyle, "_stylize_tiled", whole_image_blend)
+    monkeypatch.setattr(tiling, "stylize_tiled", whole_image_blend)
     assert np.array_equal(banded, np.asarray(fast_model.stylize(content, style, tile=tile)))
 
 

@@ -207,7 +207,7 @@ def test_onnx_stylizer_runs_without_torch(exported, tmp_path):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(expected))
 
 
-def test_runner_min_side_is_the_models():
-    from hybridstyle import modeling_hybridstyle
+def test_runner_min_side_is_that_of_stylize():
+    from hybridstyle import stylize_images
 
-    assert ox.MIN_SIDE == modeling_hybridstyle.MIN_SIDE
+    assert ox.MIN_SIDE == stylize_images.MIN_SIDE

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, TINY_CONFIG, he_initialized, make_image, make_texture
 
-from hybridstyle import HybridStyle, HybridStyleFast, HybridStylePipeline, HybridStylePipelineOutput
+from hybridstyle import HybridStyle, HybridStyleFast, HybridStylePipeline, HybridStylePipelineOutput, pipeline_hybridstyle
 
 TINY_FAST = {"block_out_channels": (4, 8, 16), "encoder_bottleneck_layers": 1, "decoder_bottleneck_layers": 1}
 
@@ -153,7 +153,8 @@ def test_wrong_component_type() -> None:
 
 
 def test_progress_bar_config(pipe: HybridStylePipeline) -> None:
-    with mock.patch.object(pipe.model, "stylize", return_value=make_image(32, 32)) as stylize:
+    # The pipeline runs the image path of model.stylize, stylize_images.stylize_image, as the pipeline module names it.
+    with mock.patch.object(pipeline_hybridstyle, "stylize_image", return_value=make_image(32, 32)) as stylize:
         pipe(make_image(32, 32), make_texture(32, 32))
         assert stylize.call_args.kwargs["progress"] is False
         pipe.set_progress_bar_config(disable=False)

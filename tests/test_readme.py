@@ -99,3 +99,12 @@ def test_following_the_training_sections_leaves_git_status_clean():
         probe = path.rstrip("/") + "/probe.png"  # a file inside it: what training would write there
         ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", probe], cwd=REPO_ROOT)
         assert ignored.returncode == 0, f"{path} is not ignored by git: following the README leaves it in git status"
+
+
+def test_the_layout_table_names_every_module_and_only_files_that_exist():
+    table = section("## Layout", "## Licences")
+    named = set(re.findall(r"`((?:hybridstyle|scripts)/[^`]+|app\.py)`", table))
+    for path in named:
+        assert (REPO_ROOT / path).exists(), f"the README's layout names {path}, which does not exist"
+    modules = {f"hybridstyle/{p.name}" for p in (REPO_ROOT / "hybridstyle").glob("*.py") if p.name != "__init__.py"}
+    assert modules <= named, f"modules missing from the README's layout: {sorted(modules - named)}"
