@@ -24,9 +24,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import csv
+import ctypes
 import json
 import math
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -62,6 +64,41 @@ REGION_FEATHER = 0.004
 NO_CONTENT = "Add a content photo first: upload one, paste it, or click an example below."
 NO_STYLE = "Pick at least one style: click an artwork in the gallery or upload your own image into a style slot."
 IMAGE_FORMATS = "use a PNG, JPEG, WebP, BMP or TIFF file"
+
+
+# Memory under load (issue 15): glibc keeps what a request freed in per-thread arenas, and Gradio runs each request on
+# whichever of its worker threads is free, so the resident memory of a busy app climbed from 460 MB idle towards 1.7 GB
+# and stayed there. Two arenas instead of glibc's 8 per core, and the freed pages handed back after every stylization.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+
+
+def _load_glibc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes, libc.mallopt.argtypes = [ctypes.c_size_t], [ctypes.c_int, ctypes.c_int]
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return None
+    return libc
+
+
+_GLIBC = _load_glibc()
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (unless ``MALLOC_ARENA_MAX`` is set, which glibc reads itself); False off glibc.
+
+    Threads started afterwards share these arenas instead of each getting one that keeps its own freed memory."""
+    if _GLIBC is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return bool(_GLIBC.mallopt(_M_ARENA_MAX, arenas))
+
+
+def release_memory() -> bool:
+    """Hand the memory freed by the last stylization back to the system (glibc ``malloc_trim``); False off glibc."""
+    return bool(_GLIBC.malloc_trim(0)) if _GLIBC is not None else False
 
 
 @dataclass(frozen=True)
@@ -435,6 +472,7 @@ class StyleApp:
                 raise KeyboardInterrupt  # refine's way to end early: it then returns nothing
             report(0.2 + 0.75 * step / total, desc=f"Refining: step {step} of {total}")
 
+        release_memory()  # what the last request's pre- and post-processing freed on other threads
         try:
             result = self.model_for(model_name).stylize(
                 photo, style_images, weights=fuse, alpha=alpha, preserve_color=bool(preserve_color), masks=masks,
@@ -447,6 +485,8 @@ class StyleApp:
             if should_stop is None or not should_stop():
                 raise  # a real Ctrl-C of the server
             raise _error(STOPPED) from None
+        finally:
+            release_memory()  # the network's working memory, freed by now (see MALLOC_ARENAS)
         report(0.95, desc="Done")
         seconds = time.perf_counter() - started
         settings = f"{method.upper()} · alpha {alpha:g}" + (" · photo colours" if preserve_color else "")
@@ -837,6 +877,7 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
         demo: a Blocks from :func:`build_demo`.
         kwargs: e.g. ``server_name``, ``server_port``, ``prevent_thread_lock`` (the env GRADIO_SERVER_* apply otherwise).
     """
+    limit_malloc_arenas()  # before the server's worker threads exist
     # Each stylization already uses every core (torch threads), so running several at once only adds memory.
     concurrency = int(os.environ.get("HYBRIDSTYLE_CONCURRENCY", "1"))
     demo.queue(default_concurrency_limit=concurrency, max_size=int(os.environ.get("HYBRIDSTYLE_QUEUE_SIZE", "64")))
@@ -881,4 +922,5 @@ def __getattr__(name: str) -> Any:
 
 
 if __name__ == "__main__":
+    limit_malloc_arenas()  # before the model's threads exist too
     launch(build_space())

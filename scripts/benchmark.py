@@ -33,6 +33,12 @@ Sections (``--sections``, comma separated; default all):
   adds itself (``--busy_load`` busy-loop processes, default 4: load ~6 on 2 cores), each with OpenMP's default wait
   policy and with ``OMP_WAIT_POLICY=PASSIVE`` (hybridstyle's default since it spin-waited on busy CPUs), every one in
   its own fresh process (the policy is read once, when torch loads); ratios to the peer in the same condition.
+- app: the real app (``app.py``, the bundled default model; ``--tiny``: a tiny random one) served in a subprocess on a
+  free local port and driven through its HTTP API (``/stylize``, gradio_client): ``--app_rounds`` rounds, each a burst
+  of ``--app_clients`` concurrent requests (new visitors) with content from 256 to 1600 px long side (output up to
+  1536 px, the app's maximum) and 1-3 styles, quality "fast"; after each round the app's resident memory (VmRSS), its
+  peak so far (VmHWM), its thread count and Gradio's cache folder on disk. ``growth_mb``: RSS of the last round minus
+  RSS after round 3 (bounded = about 0). Memory figures hold on a busy machine; the request times do not.
 
 Times are the median of ``--repeats`` runs after ``--warmup`` runs. ``--quick`` uses small sizes and one repeat (smoke
 tests); ``--tiny`` uses tiny random models instead (tests only: its numbers mean nothing).
@@ -66,12 +72,17 @@ OMP_WAIT_POLICY_AT_START = os.environ.get("OMP_WAIT_POLICY")
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, WEIGHTS_NAME  # noqa: E402
 
-SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx", "video", "busy")
+SECTIONS = ("reference", "peer", "inference", "stylize", "training", "memory", "uhd", "onnx", "video", "busy", "app")
 MODELS = ("fast", "base")
 TINY_CONFIGS = {"fast": dict(block_out_channels=(4, 8, 16)),
                 "base": dict(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))}
 UHD_SIZE = (3840, 2160)
 VIDEO_SIZES = {"320x240": (320, 240), "720p": (1280, 720), "1080p": (1920, 1080)}
+# The app section's content photos (long side, px); request i of round r takes photo (r + i) mod 4 and 1 + (r + i) mod
+# 3 styles, so every round of 4 clients holds one photo of each size (one large) in a different style mix.
+APP_CONTENT_SIDES = (256, 640, 1024, 1600)
+APP_SETTLE_ROUND = 3  # growth_mb is measured from this round (1-based) to the last: the first rounds fill caches
+APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
 RATIO_NOTES = {
     "x_reference": "time / the reference workload's time (machine-normalised; lower is faster)",
     "vs_peer": "time / the peer's time at the same size (below 1 = faster than the peer)",
@@ -93,6 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video_frames", type=int, default=None, help="frames per video clip (default 48; --quick 3)")
     p.add_argument("--busy_load", type=int, default=None,
                    help="busy-loop processes of the 'busy' section's loaded runs (default 4; --quick 1)")
+    p.add_argument("--app_rounds", type=int, default=None, help="app section: rounds of requests (default 6; --quick 3)")
+    p.add_argument("--app_clients", type=int, default=None,
+                   help="app section: concurrent requests per round (default 4; --quick 2)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--busy_probe", choices=("peer", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
     p.add_argument("--memory_probe", choices=("peer", "uhd", *MODELS), help=argparse.SUPPRESS)  # internal: subprocess
@@ -110,6 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.models = models
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be >= 1")
+    for flag in ("app_rounds", "app_clients"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1")
     return args
 
 
@@ -175,14 +192,20 @@ def load_peer():
     return StyleTransfer(device="cpu")
 
 
-def _status_mb(field: str) -> float | None:
+def _status_field(field: str, pid: int | str = "self") -> int | None:
+    """A number from ``/proc/<pid>/status`` (Linux), e.g. ``VmRSS`` in kB or ``Threads``; None elsewhere."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _status_mb(field: str, pid: int | str = "self") -> float | None:
+    kb = _status_field(field, pid)
+    return None if kb is None else kb / 1024
 
 
 def reset_peak_memory() -> bool:
@@ -575,6 +598,192 @@ def bench_busy(settings: dict, models: list[str], argv_flags: list[str]) -> dict
     return result
 
 
+def process_memory(pid: int) -> dict:
+    """Another process's resident memory now and its peak (MB, from /proc/<pid>/status) and its thread count."""
+    rss, hwm, threads = _status_mb("VmRSS", pid), _status_mb("VmHWM", pid), _status_field("Threads", pid)
+    if rss is None or hwm is None:
+        raise RuntimeError(f"cannot read /proc/{pid}/status: the app section needs Linux and a live app process")
+    return {"rss_mb": rss, "hwm_mb": hwm, "threads": threads}
+
+
+def folder_mb(folder: Path) -> float:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            pass  # removed meanwhile
+    return total / 2**20
+
+
+def free_local_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_inputs(folder: Path, sides: list[int]) -> tuple[list[Path], list[Path]]:
+    """JPEG uploads: one content photo per long side (landscape and portrait in turn, 4:3), and three 512 px styles."""
+    contents = []
+    for i, side in enumerate(sides):
+        short = max(16, side * 3 // 4)
+        path = folder / f"content_{side}.jpg"
+        test_image(side, 10 + i).resize((side, short) if i % 2 == 0 else (short, side)).save(path, quality=90)
+        contents.append(path)
+    styles = []
+    for i in range(3):
+        path = folder / f"style_{i}.jpg"
+        test_image(512, 20 + i).save(path, quality=90)
+        styles.append(path)
+    return contents, styles
+
+
+def app_jobs(round_index: int, clients: int, contents: list[Path], styles: list[Path], sides: list[int]) -> list[dict]:
+    """Round ``round_index``'s requests: photo (r + i) mod len, 1 + (r + i) mod 3 styles, output = the photo's long side
+    within the app's limits."""
+    import app  # noqa: F401  (only for its limits; importing it does not load a model)
+
+    jobs = []
+    for i in range(clients):
+        k = round_index + i
+        side = sides[k % len(sides)]
+        jobs.append({"content": contents[k % len(contents)], "styles": styles[:1 + k % 3],
+                     "size": min(max(side, app.SIZE_MIN), app.SIZE_MAX)})
+    return jobs
+
+
+def start_app(port: int, temp_dir: Path, log_path: Path, model_dir: Path | None) -> subprocess.Popen:
+    """``python app.py`` as the Space runs it, on 127.0.0.1:``port``, Gradio's cache in ``temp_dir``."""
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_TEMP_DIR": str(temp_dir), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("HYBRIDSTYLE_MODEL", None)
+    if model_dir is not None:
+        env["HYBRIDSTYLE_MODEL"] = str(model_dir)
+    with open(log_path, "w") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, str(APP_PATH)], cwd=APP_PATH.parent, env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_for_app(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 600) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited (status {process.returncode}) before serving:\n"
+                               f"{log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s")
+
+
+def app_request(url: str, job: dict, download_dir: Path) -> dict:
+    """One new visitor: a fresh gradio_client session calling ``/stylize`` once; the result's size, or the error."""
+    from gradio_client import Client, handle_file
+
+    started = time.perf_counter()
+    try:
+        client = Client(url, verbose=False, download_files=str(download_dir))
+        path = client.predict(content=handle_file(str(job["content"])), styles=[handle_file(str(s)) for s in job["styles"]],
+                              size=job["size"], quality="fast", api_name="/stylize")
+        with Image.open(path) as image:
+            size = "x".join(map(str, image.size))
+        Path(path).unlink(missing_ok=True)
+        error = None
+    except Exception as err:  # reported per request below, so one failure does not hide the memory figures
+        size, error = None, f"{type(err).__name__}: {err}"[:300]
+    return {"content": job["content"].name, "styles": len(job["styles"]), "size": job["size"], "result": size,
+            "error": error, "seconds": time.perf_counter() - started}
+
+
+def summarize_app_rounds(idle: dict, rounds: list[dict], settle_round: int = APP_SETTLE_ROUND) -> dict:
+    """The app section's figures from the per-round readings: peak, and the RSS growth from round ``settle_round``
+    (1-based; the last round when there are fewer) to the last, in MB and per round."""
+    settle = min(settle_round, len(rounds))
+    first, last = rounds[settle - 1], rounds[-1]
+    later = rounds[settle - 1:]
+    return {
+        "idle_rss_mb": idle["rss_mb"],
+        "rss_mb": [r["rss_mb"] for r in rounds],
+        "peak_mb": max([idle["hwm_mb"], *(r["hwm_mb"] for r in rounds)]),
+        "settle_round": settle,
+        "growth_mb": last["rss_mb"] - first["rss_mb"],
+        "growth_mb_per_round": (last["rss_mb"] - first["rss_mb"]) / max(1, len(rounds) - settle),
+        "peak_growth_mb": last["hwm_mb"] - first["hwm_mb"],
+        "later_rss_range_mb": [min(r["rss_mb"] for r in later), max(r["rss_mb"] for r in later)],
+        "requests": sum(len(r["requests"]) for r in rounds),
+        "failed": sum(1 for r in rounds for q in r["requests"] if q["error"]),
+    }
+
+
+def bench_app(settings: dict) -> dict:
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    rounds, clients, sides = settings["app_rounds"], settings["app_clients"], settings["app_content_sides"]
+    model = "a tiny random model" if settings["tiny"] else "the bundled default model"
+    result: dict = {"how": f"python app.py in a subprocess ({model}), driven over HTTP by gradio_client: {rounds} "
+                    f"rounds of {clients} concurrent new "
+                    f"visitors, content long sides {', '.join(map(str, sides))} px, 1-3 styles, quality fast; memory "
+                    "of the app process after each round (VmRSS; peak = VmHWM)",
+                    "rounds": [], "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX")}
+    with tempfile.TemporaryDirectory(prefix="hybridstyle-bench-app-") as folder:
+        folder = Path(folder)
+        (folder / "inputs").mkdir()
+        (folder / "downloads").mkdir()
+        contents, styles = app_inputs(folder / "inputs", sides)
+        model_dir = None
+        if settings["tiny"]:
+            model_dir = folder / "tiny-model"
+            build_model("fast", True).save_pretrained(model_dir)
+        port = free_local_port()
+        url = f"http://127.0.0.1:{port}/"
+        log_path = folder / "app.log"
+        started = time.perf_counter()
+        process = start_app(port, folder / "gradio", log_path, model_dir)
+        try:
+            wait_for_app(url, process, log_path)
+            result["startup_s"] = time.perf_counter() - started
+            time.sleep(1)
+            idle = {**process_memory(process.pid), "cache_mb": folder_mb(folder / "gradio")}
+            result["idle"] = idle
+            log(f"[app] serving at {url}: idle RSS {idle['rss_mb']:.0f} MB ({idle['threads']} threads)")
+            for r in range(rounds):
+                jobs = app_jobs(r, clients, contents, styles, sides)
+                round_started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=clients) as pool:  # a burst: every request sent at once
+                    requests = list(pool.map(lambda job: app_request(url, job, folder / "downloads"), jobs))
+                seconds = time.perf_counter() - round_started
+                time.sleep(1)  # the server's post-processing of the last response
+                if process.poll() is not None:
+                    raise RuntimeError(f"the app died in round {r + 1} (status {process.returncode}):\n"
+                                       f"{log_path.read_text(errors='replace')[-2000:]}")
+                reading = {"round": r + 1, **process_memory(process.pid), "cache_mb": folder_mb(folder / "gradio"),
+                           "seconds": seconds, "requests": requests}
+                result["rounds"].append(reading)
+                failed = [q["error"] for q in requests if q["error"]]
+                log(f"[app] round {r + 1}/{rounds}: RSS {reading['rss_mb']:.0f} MB, peak {reading['hwm_mb']:.0f} MB, "
+                    f"{reading['threads']} threads, cache {reading['cache_mb']:.1f} MB, {seconds:.1f} s"
+                    + (f", {len(failed)} failed: {failed[0]}" if failed else ""))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    result.update(summarize_app_rounds(result["idle"], result["rounds"]))
+    return result
+
+
 # ---- main --------------------------------------------------------------------------------------------------------
 
 
@@ -599,6 +808,9 @@ def settings_for(args: argparse.Namespace) -> dict:
         "video_frames": args.video_frames or (3 if quick else 48),
         "video_sizes": {"64x48": (64, 48), "128x72": (128, 72)} if quick else VIDEO_SIZES,
         "busy_load": args.busy_load if args.busy_load is not None else (1 if quick else 4),
+        "app_rounds": args.app_rounds or (3 if quick else 6),
+        "app_clients": args.app_clients or (2 if quick else 4),
+        "app_content_sides": [128, 160, 192, 256] if quick else list(APP_CONTENT_SIDES),
         "peer_available": peer_available,
     }
 
@@ -650,6 +862,8 @@ def run(args: argparse.Namespace) -> dict:
         flags = [flag for flag, on in (("--quick", args.quick), ("--tiny", args.tiny)) if on]
         flags += [f"--repeats={settings['repeats']}", f"--warmup={settings['warmup']}"]
         results["busy"] = bench_busy(settings, args.models, flags)
+    if "app" in args.sections:
+        results["app"] = bench_app(settings)
     results["config"]["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -704,6 +918,12 @@ def format_report(results: dict) -> str:
                          f"default {r['default']['median_s']:.3f} s (vs peer {_fmt(r['default']['vs_peer'], '.2f')}), "
                          f"PASSIVE {r['PASSIVE']['median_s']:.3f} s (vs peer {_fmt(r['PASSIVE']['vs_peer'], '.2f')}), "
                          f"PASSIVE/default {_fmt(r['passive_vs_default'], '.2f')}")
+    if "app" in results:
+        a = results["app"]
+        rss = ", ".join(f"{v:.0f}" for v in a["rss_mb"])
+        lines.append(f"app memory: idle {a['idle_rss_mb']:.0f} MB, after each round {rss} MB, peak {a['peak_mb']:.0f} MB, "
+                     f"growth round {a['settle_round']} -> {len(a['rss_mb'])} {a['growth_mb']:+.0f} MB "
+                     f"({a['requests']} requests, {a['failed']} failed)")
     return "\n".join(lines)
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import load_script
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +108,10 @@ def test_every_figure_is_finite_and_positive(results):
             if path.startswith("memory") and ("working_mb" in path or "vs_baseline" in path):
                 # A tiny model's stylization can fit in memory the allocator already holds.
                 assert value >= 0, path
+            elif path.startswith("app") and "growth" in path:
+                pass  # a change in memory: may be zero or negative
+            elif path.startswith("app") and (path.endswith(".failed") or path.endswith("cache_mb")):
+                assert value >= 0, path  # an empty cache before the first request; failures checked elsewhere
             else:
                 assert value > 0, path
             checked += 1
@@ -125,7 +133,7 @@ def test_report_mentions_every_figure(results):
     report = benchmark.format_report(results)
     needles = ("reference", "peer stylize_with", "encoder", "decoder", "transform", "fast stylize fp32",
                "base stylize fp32", "images/s", "memory fast", "memory base", "uhd stylize", "onnx graph", "onnx stylize",
-               "fast video 64x48", "base video 128x72", "fps loaded")
+               "fast video 64x48", "base video 128x72", "fps loaded", "app memory: idle")
     for needle in needles:
         assert needle in report
 
@@ -139,3 +147,70 @@ def test_sections_subset_and_errors(capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--models", "fast,huge"])
     assert "--models takes a comma-separated subset of fast, base" in capsys.readouterr().err
+
+
+def test_app_section_serves_every_request_and_reads_the_apps_memory(results):
+    """The real app.py (tiny model) in a subprocess, driven over HTTP: every round's requests answered at their size."""
+    a = results["app"]
+    assert len(a["rounds"]) == len(a["rss_mb"]) == 3 and a["requests"] == 3 * 2 and a["failed"] == 0  # --quick
+    sides = results["config"]["app_content_sides"]
+    for number, reading in enumerate(a["rounds"], 1):
+        assert reading["round"] == number and reading["hwm_mb"] >= reading["rss_mb"] > 0 and reading["threads"] >= 1
+        for request in reading["requests"]:
+            assert request["error"] is None
+            side = int(request["content"].removeprefix("content_").removesuffix(".jpg"))
+            assert side in sides and 1 <= request["styles"] <= 3
+            assert max(int(v) for v in request["result"].split("x")) == request["size"] == max(side, 128)
+    assert a["peak_mb"] == max(a["idle"]["hwm_mb"], *(r["hwm_mb"] for r in a["rounds"]))
+    assert a["growth_mb"] == pytest.approx(a["rss_mb"][-1] - a["rss_mb"][a["settle_round"] - 1])
+    assert a["rounds"][-1]["cache_mb"] > a["idle"]["cache_mb"]  # the uploads reached the app's own cache folder
+
+
+def test_summarize_app_rounds_measures_growth_after_the_settle_round():
+    def reading(rss, hwm, failed=0):
+        return {"rss_mb": rss, "hwm_mb": hwm, "requests": [{"error": "boom"}] * failed + [{"error": None}] * 2}
+
+    idle = {"rss_mb": 400.0, "hwm_mb": 450.0}
+    rounds = [reading(900, 1000), reading(1100, 1300), reading(1200, 1400, failed=1), reading(1150, 1400),
+              reading(1260, 1500)]
+    summary = benchmark.summarize_app_rounds(idle, rounds, settle_round=3)
+    assert summary["rss_mb"] == [900, 1100, 1200, 1150, 1260] and summary["idle_rss_mb"] == 400
+    assert summary["growth_mb"] == 60 and summary["growth_mb_per_round"] == 30 and summary["peak_growth_mb"] == 100
+    assert summary["later_rss_range_mb"] == [1150, 1260] and summary["peak_mb"] == 1500
+    assert summary["requests"] == 11 and summary["failed"] == 1
+    # Fewer rounds than the settle round: growth from the last round to itself, not an error.
+    short = benchmark.summarize_app_rounds(idle, rounds[:2], settle_round=3)
+    assert short["settle_round"] == 2 and short["growth_mb"] == 0
+    # The peak counts the idle reading too (a startup peak above every round's).
+    assert benchmark.summarize_app_rounds({"rss_mb": 400.0, "hwm_mb": 2000.0}, rounds)["peak_mb"] == 2000
+
+
+def test_app_jobs_give_every_round_each_photo_size_and_a_style_mix(tmp_path):
+    sides = list(benchmark.APP_CONTENT_SIDES)
+    contents, styles = benchmark.app_inputs(tmp_path, sides)
+    for path, side in zip(contents, sides):
+        with Image.open(path) as image:
+            assert max(image.size) == side and min(image.size) == side * 3 // 4
+    style_mixes = set()
+    for r in range(6):
+        jobs = benchmark.app_jobs(r, 4, contents, styles, sides)
+        assert sorted(job["content"] for job in jobs) == sorted(contents)  # one large photo in every round
+        assert sorted(job["size"] for job in jobs) == [256, 640, 1024, 1536]  # 1600 px: the app's 1536 px maximum
+        style_mixes.add(tuple(len(job["styles"]) for job in jobs))
+    assert len(style_mixes) > 1 and {n for mix in style_mixes for n in mix} == {1, 2, 3}
+
+
+def test_process_memory_reads_another_process_and_refuses_a_dead_one():
+    # 64 MB written (not calloc'd zero pages, which would not be resident), then the child waits for its stdin.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; b = b'x' * (64 * 2**20); sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while (reading := benchmark.process_memory(child.pid))["rss_mb"] < 64:
+            assert time.monotonic() < deadline, reading
+            time.sleep(0.05)
+        assert reading["hwm_mb"] >= reading["rss_mb"] and reading["threads"] >= 1
+    finally:
+        child.communicate(b"")
+    with pytest.raises(RuntimeError, match="cannot read /proc"):
+        benchmark.process_memory(child.pid)
