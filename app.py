@@ -743,7 +743,9 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
     app = StyleApp(model, output_dir, alternatives, model_name)
     style_gallery = [(example.path, example.title) for example in EXAMPLES["styles"]]
 
-    with gr.Blocks(title="HybridStyle: style transfer and style fusion", analytics_enabled=False) as demo:
+    # Gradio keeps every upload and result in its cache folder; without a limit a long-lived Space fills its disk.
+    with gr.Blocks(title="HybridStyle: style transfer and style fusion", analytics_enabled=False,
+                   delete_cache=(OUTPUT_TTL_SECONDS, OUTPUT_TTL_SECONDS)) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):

@@ -848,3 +848,9 @@ def test_launch_caps_malloc_arenas_before_serving(monkeypatch):
     monkeypatch.setattr(demo, "launch", lambda **kwargs: calls.append("launch"))
     app.launch(demo)
     assert calls == ["arenas", "launch"]
+
+
+def test_gradios_cache_of_uploads_and_results_is_emptied_hourly(tmp_path):
+    # Every upload and result is also copied into Gradio's cache folder; a Space that runs for weeks must not fill its disk.
+    demo = app.build_demo(tiny_model(), tmp_path)
+    assert demo.delete_cache == (app.OUTPUT_TTL_SECONDS, app.OUTPUT_TTL_SECONDS)
