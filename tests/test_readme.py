@@ -65,7 +65,7 @@ def test_training_commands_use_the_venv_and_files_that_exist():
         assert program.startswith(".venv/bin/") or program in SHELL_COMMANDS, command
         if program == "python3":
             assert command[1:4] == ["-m", "venv", ".venv"], command
-    own_style = bash_commands(section("**Train on your own style**", "### Many GPUs"))
+    own_style = bash_commands(section("**Train on your own style**", "### Distillation"))
     mkdir, cp, train, stylize = own_style
     source = REPO_ROOT / cp[1]
     assert source.is_file() and source.parent == REPO_ROOT / "hybridstyle" / "examples" / "styles"
