@@ -116,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="with --teacher_dir: L1 between the output and the teacher's image, in [0, 1] pixels")
     loss.add_argument("--teacher_feature_weight", type=float, default=1.0,
                       help="with --teacher_dir: VGG19 feature distance (relu1_1..relu4_1) to the teacher's image")
+    loss.add_argument("--teacher_as_real", action="store_true",
+                      help="with --teacher_dir: the discriminator's real images are the teacher's outputs instead of the "
+                           "styles, so the adversarial loss asks for the teacher's texture wherever it is, not its pixels")
     loss.add_argument("--tv_weight", type=float, default=0.0, help="total variation (smoothness)")
     loss.add_argument("--identity_weight", type=float, default=0.0,
                       help="identity loss: a content image stylized with itself must come back (costs one more pass)")
@@ -176,6 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.teacher_dir:
         if any((args.content_dir, args.content_dataset, args.style_dir, args.style_dataset)):
             p.error("--teacher_dir brings its own contents and styles; drop --content_dir/--style_dir/--*_dataset")
+    elif args.teacher_as_real:
+        p.error("--teacher_as_real needs --teacher_dir (the teacher's images are its real samples)")
     else:
         if (args.content_dir is None) == (args.content_dataset is None):
             p.error("give exactly one of --content_dir or --content_dataset (or a --teacher_dir)")
@@ -918,7 +923,8 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
             if gan_active:
                 with accelerator.autocast():
                     fake = images.detach()
-                    d_loss = sum(losses.discriminator_loss(d(style), d(fake), args.gan_loss) for d in discriminators)
+                    real = teacher if args.teacher_as_real else style
+                    d_loss = sum(losses.discriminator_loss(d(real), d(fake), args.gan_loss) for d in discriminators)
                 accelerator.backward(d_loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_([p for d in discriminators for p in d.parameters()], args.max_grad_norm)

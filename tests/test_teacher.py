@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,41 @@ def test_teacher_dir_replaces_the_image_folders():
     assert train.parse_args(["--teacher_dir", "t"]).teacher_dir == "t"
     with pytest.raises(SystemExit):
         train.parse_args(["--style_dir", "b"])
+
+
+def test_teacher_as_real_shows_the_discriminator_the_teachers_images(tmp_path, monkeypatch):
+    from hybridstyle.discriminator import MultiScaleDiscriminator
+
+    content = make_image(32, 32, seed=3)
+    teacher_image = Image.eval(content, lambda v: 255 - v)
+    (tmp_path / "set").mkdir()
+    for name, image in (("content", content), ("style", make_texture(32, 32, seed=4)), ("target", teacher_image)):
+        image.save(tmp_path / "set" / f"00000_{name}.png")
+    (tmp_path / "set" / "00000.json").write_text("{}")
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps(TINY_FAST))
+    seen = []
+    forward = MultiScaleDiscriminator.forward
+
+    def recording(self, images):
+        seen.append(images.detach().clone())
+        return forward(self, images)
+
+    monkeypatch.setattr(MultiScaleDiscriminator, "forward", recording)
+    teacher = torch.from_numpy(np.asarray(teacher_image)).permute(2, 0, 1).float() / 255
+    style = torch.from_numpy(np.asarray(Image.open(tmp_path / "set" / "00000_style.png"))).permute(2, 0, 1).float() / 255
+
+    def shown(*extra: str) -> tuple[bool, bool]:
+        seen.clear()
+        run(["--teacher_dir", str(tmp_path / "set"), "--model_config", str(config), "--output_dir", str(tmp_path / "o"),
+             "--train_batch_size", "1", "--max_train_steps", "1", "--checkpointing_steps", "1000", "--validation_steps",
+             "1000", "--num_validation_pairs", "1", "--report_to", "none", "--seed", "0", "--adv_weight", "0.1", *extra])
+        shutil.rmtree(tmp_path / "o")
+        # The teacher's image may come mirrored (mirrored with its content); the style never is.
+        as_teacher = any(torch.allclose(x[0], t, atol=1e-6) for x in seen for t in (teacher, teacher.flip(-1)))
+        return as_teacher, any(torch.allclose(x[0], style, atol=1e-6) for x in seen)
+
+    assert shown("--teacher_as_real") == (True, False)
+    assert shown() == (False, True)
+    with pytest.raises(SystemExit):
+        train.parse_args(["--content_dir", "a", "--style_dir", "b", "--teacher_as_real"])
