@@ -12,8 +12,8 @@ in one pass. Pair ``i`` is drawn from ``--seed`` and ``i`` alone, so shards and 
 pair is complete when its ``.json`` exists (written last, atomically); existing pairs are skipped.
 
 Each pair ``NNNNN`` is ``NNNNN_content.png``, ``NNNNN_style.png`` (the square style crop the teacher read, at the
-content's size, as ``stylize`` reads styles), ``NNNNN_target.png`` and ``NNNNN.json`` (source files and crops, for
-attribution: the set is derived from those files and keeps their licences).
+content's size, as ``stylize`` reads styles), ``NNNNN_target.png`` and ``NNNNN.json`` (the source files, for attribution:
+the set is derived from them and keeps their licences).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybridstyle import HybridStyle  # noqa: E402
+from hybridstyle.cli import save_image_atomic  # noqa: E402
 from hybridstyle.data import find_images, random_crop  # noqa: E402
 from hybridstyle.image_io import load_image  # noqa: E402
 
@@ -59,12 +59,6 @@ def pair_choice(seed: int, index: int, num_contents: int, num_styles: int) -> tu
     return rng, rng.randrange(num_contents), rng.randrange(num_styles)
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 def write_pair(model: HybridStyle, out: Path, index: int, content_file: Path, style_file: Path, rng: random.Random,
                resolution: int, max_crop_scale: float, quality: str | int) -> dict:
     """Crop the content and style of pair ``index``, refine the pair with ``model`` and write its four files."""
@@ -73,7 +67,7 @@ def write_pair(model: HybridStyle, out: Path, index: int, content_file: Path, st
     target = model.stylize(content, style, quality=quality)
     stem = f"{index:05d}"
     for name, image in (("content", content), ("style", style), ("target", target)):
-        _save_png(image, out / f"{stem}_{name}.png")
+        save_image_atomic(image, out / f"{stem}_{name}.png")
     record = {"index": index, "content_source": str(content_file), "style_source": str(style_file),
               "resolution": resolution, "quality": quality, "model": type(model).__name__}
     tmp = out / f"{stem}.json.tmp"

@@ -867,17 +867,6 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                 out_feats = loss_network(images)
                 loss_content = losses.content_loss(out_feats[-1], target)
                 loss_style = losses.style_loss(out_feats, style_feats, args.style_loss)
-                if teacher is not None:
-                    loss_teacher = F.l1_loss(images.float(), teacher)
-                    local["teacher"] = loss_teacher
-                    if args.teacher_feature_weight:
-                        with torch.no_grad():
-                            teacher_feats = loss_network(teacher)
-                        loss_teacher_feat = losses.feature_matching_loss(out_feats, teacher_feats)
-                        loss_teacher = loss_teacher * args.teacher_weight + args.teacher_feature_weight * loss_teacher_feat
-                        local["teacher_feat"] = loss_teacher_feat
-                    else:
-                        loss_teacher = loss_teacher * args.teacher_weight
                 if args.rescaled_style_weight:
                     scale = float(torch.empty(()).uniform_(0.5, 0.8))  # torch RNG: checkpointed, resumes alike
                     small_out, small_style = (F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True,
@@ -888,9 +877,17 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                     loss_style = loss_style + args.rescaled_style_weight * loss_rescaled
                     local["style_rescaled"] = loss_rescaled
                 g_loss = args.content_weight * loss_content + args.style_weight * loss_style
-                if teacher is not None:
-                    g_loss = g_loss + loss_teacher
                 local.update(content=loss_content, style=loss_style)
+                if teacher is not None:
+                    loss_teacher = F.l1_loss(images.float(), teacher)
+                    g_loss = g_loss + args.teacher_weight * loss_teacher
+                    local["teacher"] = loss_teacher
+                    if args.teacher_feature_weight:
+                        with torch.no_grad():
+                            teacher_feats = loss_network(teacher)
+                        loss_teacher_feat = losses.feature_matching_loss(out_feats, teacher_feats)
+                        g_loss = g_loss + args.teacher_feature_weight * loss_teacher_feat
+                        local["teacher_feat"] = loss_teacher_feat
                 if args.tv_weight:
                     g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
                 if args.identity_weight:
