@@ -1,7 +1,7 @@
 """HybridStyle Space: paint a photo in the style of one or several artworks (Gradio Blocks).
 
 Run locally with ``python app.py`` (or as a Hugging Face Space: ``app_file: app.py``). The model is the bundled
-default (hybridstyle-fast) unless ``HYBRIDSTYLE_MODEL`` names another: a bundled name (``hybridstyle-base``), a model
+default (hybridstyle-base) unless ``HYBRIDSTYLE_MODEL`` names another: a bundled name (``hybridstyle-fast``), a model
 folder or a Hub id. ``GRADIO_SERVER_NAME`` and
 ``GRADIO_SERVER_PORT`` choose where it listens; ``HYBRIDSTYLE_CONCURRENCY`` how many stylizations run at once.
 
@@ -46,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 
 from hybridstyle import HybridStyle
 from hybridstyle.image_io import ImageLoadError, load_image, load_mask
+from hybridstyle.modeling_hybridstyle import BUNDLED_MODELS, DEFAULT_MODEL
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "hybridstyle" / "examples"
 MAX_STYLES = 4
@@ -781,11 +782,11 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
                     quality = gr.Radio(list(QUALITIES), value="fast", label="Speed / Quality", elem_id="quality",
                                        info="fast: instant; balanced and best refine the result (about 20 s and a "
                                             "minute at 512 px)")
-                    # Until the default model paints as much as hybridstyle-base, visitors can choose it (issue 13).
+                    # The default paints; the light model is there for speed (issue 13).
                     model_choice = gr.Radio(app.model_choices, value=app.model_choices[0], label="Model",
                                             elem_id="model", visible=len(app.model_choices) > 1,
-                                            info="hybridstyle-fast: fast, keeps the photo, mostly colour; "
-                                                 "hybridstyle-base: paints more strokes, about 30x slower")
+                                            info="hybridstyle-base: paints the artwork's strokes, 2-3 s at 512 px; "
+                                                 "hybridstyle-fast: about 20x faster, keeps the photo, mostly colour")
                 with gr.Accordion("Region styles: paint where style 1 goes", open=False):
                     # Ticked: whatever is painted when Stylize is pressed is used; unticking stylizes the whole photo
                     # and keeps the painting (to compare without repainting).
@@ -901,12 +902,12 @@ def load_model(name: str | None = None) -> HybridStyle:
 
 def build_space() -> gr.Blocks:
     """The Space: the served model (``$HYBRIDSTYLE_MODEL`` or the bundled default) and, when that is the bundled
-    default, hybridstyle-base as a choice (it paints more strokes; loaded on first use)."""
+    default, the other bundled models as choices (hybridstyle-fast, for speed; loaded on first use)."""
     name = os.environ.get("HYBRIDSTYLE_MODEL")
     if name:
         return build_demo(load_model(name), model_name=name)
-    return build_demo(load_model(), model_name="hybridstyle-fast",
-                      alternatives={"hybridstyle-base": partial(load_model, "hybridstyle-base")})
+    others = {other: partial(load_model, other) for other in BUNDLED_MODELS if other != DEFAULT_MODEL}
+    return build_demo(load_model(), model_name=DEFAULT_MODEL, alternatives=others)
 
 
 _demo: gr.Blocks | None = None

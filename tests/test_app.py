@@ -742,7 +742,7 @@ def test_speed_quality_control_feeds_the_stylize_button(tmp_path):
     assert run_fn.inputs[-2] is radios[0]
 
 
-# ---- issue 13: until the default paints as much as hybridstyle-base, visitors can pick the model ------------------
+# ---- issue 13: the default paints (hybridstyle-base); visitors can pick the fast model -------------------------
 
 
 def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
@@ -771,6 +771,24 @@ def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
     assert built == [1]  # built on first use, once
     with pytest.raises(gr.Error, match="model must be one of default, other"):
         style_app.stylize(images["content"], slots, size=128, model_name="nope")
+
+
+def test_space_serves_the_painting_default_and_offers_the_fast_model(monkeypatch):
+    loaded = []
+
+    def load(name=None):
+        loaded.append(name)
+        return tiny_model()
+
+    monkeypatch.delenv("HYBRIDSTYLE_MODEL", raising=False)
+    monkeypatch.setattr(app, "load_model", load)
+    demo = app.build_space()
+    assert demo.style_app.model_choices == ["hybridstyle-base", "hybridstyle-fast"]
+    assert loaded == [None]  # the served default; the fast model loads only when picked
+    demo.style_app.model_for("hybridstyle-fast")
+    assert loaded == [None, "hybridstyle-fast"]
+    monkeypatch.setenv("HYBRIDSTYLE_MODEL", "hybridstyle-fast")
+    assert app.build_space().style_app.model_choices == ["hybridstyle-fast"]
 
 
 def test_queue_size_comes_from_the_environment_and_a_full_queue_says_so(tmp_path, images, monkeypatch):

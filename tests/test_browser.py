@@ -3,7 +3,7 @@ and the layout at desktop (1400 px) and phone (390 px) widths, measured in the p
 
 Needs ``apt-get install chromium`` and ``pip install playwright`` (never ``playwright install``: the system chromium
 is used). A tiny random model serves the requests, except in the layout tests, which run the real default model
-(hybridstyle-fast) and write their screenshots to ``docs/`` with ``HYBRIDSTYLE_UPDATE_SCREENSHOTS=1``; other
+(hybridstyle-base) and write their screenshots to ``docs/`` with ``HYBRIDSTYLE_UPDATE_SCREENSHOTS=1``; other
 screenshots are saved under each test's tmp_path.
 """
 
@@ -336,9 +336,9 @@ LAYOUT_PROBLEMS = """() => {
 
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory):
-    """The app on the real default model (hybridstyle-fast, bundled): the screenshots show what visitors get."""
+    """The app on the real default model (hybridstyle-base, bundled): the screenshots show what visitors get."""
     model = app.load_model()
-    assert type(model).__name__ == "HybridStyleFast"
+    assert type(model).__name__ == "HybridStyle" and model.config.encoder_weights == "vgg19-caffe-imagenet"
     demo = app.build_demo(model, tmp_path_factory.mktemp("served-default"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -367,7 +367,7 @@ def test_the_repository_holdout_has_140_pairs():
 def test_arguments():
     args = evaluate.parse_args(["--holdout", "h", "--model", "hybridstyle-fast", "runs/x/checkpoint-9", "--out_dir", "o"])
     assert args.name == ["hybridstyle-fast", "runs/x/checkpoint-9"] and args.limit_pairs is None
-    assert evaluate.parse_args(["--holdout", "h", "--out_dir", "o"]).name == ["hybridstyle-fast"]
+    assert evaluate.parse_args(["--holdout", "h", "--out_dir", "o"]).name == ["hybridstyle-base"]
     bad = [
         ["--content", "x", "--out_dir", "o"],  # no --style
         ["--holdout", "h", "--content", "x", "--out_dir", "o"],

@@ -172,6 +172,32 @@ def test_grow_decoder_starts_from_exactly_the_same_model_and_refuses_others():
         train.grow_decoder(HybridStyle(**TINY), 2)
 
 
+def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tmp_path):
+    from conftest import he_initialized
+
+    nearest = he_initialized(HybridStyle(**TINY)).eval()
+    bilinear = train.with_upsample_mode(nearest, "bilinear").eval()
+    assert bilinear.config.upsample_mode == "bilinear" and nearest.config.upsample_mode == "nearest"
+    for key, value in nearest.state_dict().items():
+        assert torch.equal(bilinear.state_dict()[key], value)
+    content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        out_nearest, out_bilinear = nearest(content, style).images, bilinear(content, style).images
+    # Nearest repeats each decoded pixel 2x2 before the last conv; bilinear makes neighbours differ smoothly.
+    assert (out_nearest - out_bilinear).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="for the base architecture"):
+        train.with_upsample_mode(HybridStyleFast(block_out_channels=(4, 8, 16)), "bilinear")
+    with pytest.raises(ValueError, match="upsample_mode must be one of nearest, bilinear, got 'bicubic'"):
+        HybridStyle(**TINY, upsample_mode="bicubic")
+
+    start = tmp_path / "start"
+    nearest.save_pretrained(start)
+    run(base_args(data, tmp_path / "run", "--init_from", str(start), "--upsample_mode", "bilinear"))
+    trained = HybridStyle.from_pretrained(tmp_path / "run")
+    assert trained.config.upsample_mode == "bilinear"
+    assert any(isinstance(m, torch.nn.Upsample) and m.mode == "bilinear" for m in trained.decoder.modules())
+
+
 def test_final_model_is_fp16_readable_by_others_with_a_last_validation_grid(data, tmp_path):
     # What a user of the README's fine-tune one-liner gets: a short run (fewer steps than --validation_steps).
     out = tmp_path / "out"
