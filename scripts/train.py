@@ -426,6 +426,13 @@ def truncate_loss_log(loss_log: Path, step: int) -> None:
         os.replace(tmp, loss_log)
 
 
+def rebuilt(model: HybridStyle, **changes: object) -> HybridStyle:
+    """A new model of ``model``'s class and config with ``changes`` applied, with fresh weights (the caller loads
+    ``model``'s into it)."""
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    return type(model)(**{**config, **changes})
+
+
 def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
     """``model`` with more convs per decoder level, each initialised to the identity (Dirac kernel, zero bias).
 
@@ -437,8 +444,7 @@ def grow_decoder(model: HybridStyle, layers_per_level: int) -> HybridStyleFast:
     current = model.config.decoder_layers_per_level
     if layers_per_level < current:
         raise ValueError(f"--grow_decoder_layers_per_level {layers_per_level} is below the model's {current}; it only grows")
-    grown = HybridStyleFast(**{**{k: v for k, v in model.config.items() if not k.startswith("_")},
-                               "decoder_layers_per_level": layers_per_level})
+    grown = rebuilt(model, decoder_layers_per_level=layers_per_level)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not key.startswith("decoder.refine.") for key in missing):
         raise ValueError(f"cannot grow this model: unexpected {unexpected}, missing {missing}")
@@ -454,8 +460,7 @@ def add_style_modulation(model: HybridStyle, dim: int) -> HybridStyleFast:
     did, and training teaches the decoder style-specific texture from there."""
     if not isinstance(model, HybridStyleFast) or model.modulation is not None:
         raise ValueError("--add_style_modulation needs a HybridStyleFast without style modulation (--init_from)")
-    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    modulated = HybridStyleFast(**{**config, "style_modulation_dim": dim})
+    modulated = rebuilt(model, style_modulation_dim=dim)
     missing, unexpected = modulated.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not key.startswith("modulation.") for key in missing):
         raise ValueError(f"cannot add style modulation to this model: unexpected {unexpected}, missing {missing}")
@@ -466,8 +471,7 @@ def flatten_skips(model: HybridStyle, levels: int) -> HybridStyleFast:
     """``model`` with its ``levels`` finest skips flattened to their style means (same weights, a changed config)."""
     if not isinstance(model, HybridStyleFast):
         raise ValueError("--flatten_skips needs a HybridStyleFast to start from (--init_from)")
-    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    flattened = HybridStyleFast(**{**config, "flat_skip_levels": levels})
+    flattened = rebuilt(model, flat_skip_levels=levels)
     flattened.load_state_dict(model.state_dict())
     return flattened
 
@@ -476,8 +480,7 @@ def with_upsample_mode(model: HybridStyle, mode: str) -> HybridStyle:
     """``model`` (a base-architecture HybridStyle) with its decoder upsampling by ``mode``: same weights, new config."""
     if isinstance(model, HybridStyleFast):
         raise ValueError("--upsample_mode is for the base architecture (hybridstyle-fast upsamples bilinearly already)")
-    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    changed = HybridStyle(**{**config, "upsample_mode": mode})
+    changed = rebuilt(model, upsample_mode=mode)
     changed.load_state_dict(model.state_dict())
     return changed
 
