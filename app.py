@@ -16,6 +16,7 @@ API (gradio_client), endpoint ``/stylize``::
                               weights=[0.7, 0.3], alpha=1.0, preserve_color=False, size=512, api_name="/stylize")
 
 ``quality="balanced"`` or ``"best"`` refines the result by optimisation (slower); the default ``"fast"`` does not.
+``model="hybridstyle-fast"`` picks another of the Space's models (default: the one it serves).
 """
 
 import os
@@ -640,19 +641,21 @@ class StyleApp:
         mask: str | None = None,
         method: str = "adain",
         quality: str = "fast",
+        model: str | None = None,
     ) -> Image.Image:
         """``/stylize``: content image file, style image files (fused by weights), settings; returns a PNG.
 
         ``weights`` is a list (or comma-separated string) with one number per style, default equal. ``mask`` is an
         optional image with the content's proportions: white is where the first style paints, the other styles paint
         the rest (with one style, the rest keeps the photo). ``quality``: ``"fast"`` (default), ``"balanced"`` or
-        ``"best"`` (refined by optimisation: slower).
+        ``"best"`` (refined by optimisation: slower). ``model``: one of the app's "Model" choices (default the served
+        model), e.g. ``"hybridstyle-fast"`` for speed.
         """
         styles = [s for s in (styles or []) if s]
         weighted = list(zip(styles, _parse_weights(weights, len(styles)))) if styles else []
         region = mask if mask else None
         return self.stylize(content, weighted, alpha, preserve_color, size, method, 1.0, region, wording=API_WORDS,
-                            quality=quality or "fast")[1]
+                            quality=quality or "fast", model_name=model or None)[1]
 
 
 THEME = gr.themes.Soft(
@@ -861,11 +864,12 @@ def build_demo(model: HybridStyle, output_dir: str | os.PathLike | None = None,
             api_mask = gr.File(label="mask", file_types=["image"])
             api_method = gr.Textbox("adain", label="method")
             api_quality = gr.Textbox("fast", label="quality")
+            api_model = gr.Textbox(app.model_choices[0], label="model")
             api_result = gr.Image(type="pil", format="png", label="result")
             api_button = gr.Button("api")
         api_button.click(
             app.api, [api_content, api_styles, api_weights, api_alpha, api_preserve, api_size, api_mask, api_method,
-                      api_quality],
+                      api_quality, api_model],
             api_result, api_name="stylize", concurrency_id="stylize",
             api_description="Stylize a content image with one or more style images (fused by weights); returns a PNG.",
         )

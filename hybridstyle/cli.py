@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 from .devices import check_device, check_dtype
+from .registry import MODEL_CHOICE_HELP
 
 DEFAULT_OUTPUT = "stylized.png"
 
@@ -80,16 +81,14 @@ def _parser() -> argparse.ArgumentParser:
                          help="fast (default: the feed-forward output), balanced or best: refine the output by "
                               "optimisation in VGG19 (about 20 s / a minute at 512 px on a CPU); or a number N of "
                               "full-size refinement steps")
-    stylize.add_argument("--model", default=None, help="model folder, bundled name or Hub id (default: "
-                                                       "hybridstyle-base, which paints; hybridstyle-fast is about 20x faster)")
+    stylize.add_argument("--model", default=None, help=f"model folder, bundled name or Hub id (default: {MODEL_CHOICE_HELP})")
     stylize.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default cpu)")
     stylize.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                          help="compute dtype (default float32; on a CPU, bfloat16 halves memory; float16 needs a GPU)")
 
     export = commands.add_parser("export-onnx", help="write a model as an ONNX file (runs with onnxruntime, no PyTorch)")
     export.add_argument("output", help="the .onnx file to write (replaced if it exists)")
-    export.add_argument("--model", default=None, help="model folder, bundled name or Hub id (default: "
-                                                      "hybridstyle-base, which paints; hybridstyle-fast is about 20x faster)")
+    export.add_argument("--model", default=None, help=f"model folder, bundled name or Hub id (default: {MODEL_CHOICE_HELP})")
     export.add_argument("--opset", type=int, default=None, help="ONNX opset, 18 to 23 (default 20)")
     export.add_argument("--no-verify", action="store_true",
                         help="skip the check that onnxruntime and PyTorch agree on the written file")

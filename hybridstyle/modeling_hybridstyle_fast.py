@@ -1,6 +1,6 @@
 """HybridStyleFast: a micro encoder shared by content and style, AdaIN at every level, a light U-Net decoder.
 
-The light member of the HybridStyle family (the default model, ``hybridstyle-fast``). Where hybridstyle-base runs VGG19
+The light member of the HybridStyle family (``hybridstyle-fast``, the choice for speed). Where hybridstyle-base runs VGG19
 and a mirror decoder (about 14x the peer's time at 512 px), this model runs a four-level micro encoder on the content
 and on each style, moves every level of the content's features to the styles' statistics with the same feature ops
 (fusion weights, alpha, region masks, WCT), and decodes them with a small decoder that takes the stylized features of

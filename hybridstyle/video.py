@@ -42,6 +42,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from .registry import MODEL_CHOICE_HELP
+
 if TYPE_CHECKING:
     import torch
 
@@ -530,8 +532,7 @@ def add_video_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                        help=f"H.264 quality, 0-51, lower is better (default {DEFAULT_CRF})")
     video.add_argument("--no-audio", dest="audio", action="store_false",
                        help="write the video without sound; without it, the input's first audio track is copied")
-    video.add_argument("--model", default=None, help="model folder, bundled name or Hub id (default: "
-                                                     "hybridstyle-base, which paints; hybridstyle-fast is about 20x faster)")
+    video.add_argument("--model", default=None, help=f"model folder, bundled name or Hub id (default: {MODEL_CHOICE_HELP})")
     video.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default cpu)")
     video.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                        help="compute dtype (default float32; float16 needs a GPU)")

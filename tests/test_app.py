@@ -535,9 +535,11 @@ def call_api(client, content, styles, **kwargs) -> Image.Image:
 def test_api_lists_the_stylize_endpoint(client):
     info = client.view_api(return_format="dict", print_info=False)
     params = [p["parameter_name"] for p in info["named_endpoints"]["/stylize"]["parameters"]]
-    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method", "quality"]
-    quality = info["named_endpoints"]["/stylize"]["parameters"][-1]
+    assert params == ["content", "styles", "weights", "alpha", "preserve_color", "size", "mask", "method", "quality",
+                      "model"]
+    quality, model = info["named_endpoints"]["/stylize"]["parameters"][-2:]
     assert quality["parameter_has_default"] and quality["parameter_default"] == "fast"
+    assert model["parameter_has_default"] and model["parameter_default"] == "served model"  # old calls: same model
 
 
 def test_client_one_style(client, images):
@@ -771,6 +773,11 @@ def test_model_choice_runs_the_picked_model_and_loads_it_once(tmp_path, images):
     assert built == [1]  # built on first use, once
     with pytest.raises(gr.Error, match="model must be one of default, other"):
         style_app.stylize(images["content"], slots, size=128, model_name="nope")
+    # The client API picks the same way (a script on a Space that serves base can ask for the fast model).
+    assert np.array_equal(pixels(style_app.api(images["content"], [images["red"]], size=128, model="other")), picked)
+    assert np.array_equal(pixels(style_app.api(images["content"], [images["red"]], size=128)), default)
+    with pytest.raises(gr.Error, match="model must be one of default, other"):
+        style_app.api(images["content"], [images["red"]], size=128, model="nope")
 
 
 def test_space_serves_the_painting_default_and_offers_the_fast_model(monkeypatch):

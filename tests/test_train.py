@@ -187,8 +187,15 @@ def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tm
     assert (out_nearest - out_bilinear).abs().mean() > 1e-3
     with pytest.raises(ValueError, match="for the base architecture"):
         train.with_upsample_mode(HybridStyleFast(block_out_channels=(4, 8, 16)), "bilinear")
-    with pytest.raises(ValueError, match="upsample_mode must be one of nearest, bilinear, got 'bicubic'"):
+    with pytest.raises(ValueError, match="upsample_mode must be one of nearest, bilinear, bilinear_finest, got 'bicubic'"):
         HybridStyle(**TINY, upsample_mode="bicubic")
+
+    def upsampling(model: HybridStyle) -> list[str]:
+        return [m.mode for m in model.decoder.modules() if isinstance(m, torch.nn.Upsample)]
+
+    # Coarsest first: only the last (finest) step changes with bilinear_finest, where nearest's visible 2-px grid is.
+    assert upsampling(nearest) == ["nearest"] * 3 and upsampling(bilinear) == ["bilinear"] * 3
+    assert upsampling(train.with_upsample_mode(nearest, "bilinear_finest")) == ["nearest", "nearest", "bilinear"]
 
     start = tmp_path / "start"
     nearest.save_pretrained(start)
