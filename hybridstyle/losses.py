@@ -1,7 +1,8 @@
-"""Training losses: content, style (mean/std or Gram), teacher features, total variation and adversarial."""
+"""Training losses: content, style (mean/std or Gram), teacher features, total variation, grid and adversarial."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -70,6 +71,55 @@ def style_loss(
 def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of neighbouring pixels; discourages high-frequency noise."""
     return (images[:, :, 1:] - images[:, :, :-1]).abs().mean() + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
+
+
+def grid_peaks(images: torch.Tensor, periods: Sequence[int] = (2, 4)) -> torch.Tensor:
+    """The log amplitude ratio of a regular grid of each of ``periods`` pixels (horizontal, vertical, diagonal) to the
+    spectrum around it, in a batch of images: one value per period and direction, ~0 for no grid.
+
+    The grey images' Hann-windowed power spectrum, averaged over the batch (one small crop's spectrum is too noisy
+    to tell a grid from texture), at the grid frequency (max over the 3x3 bins around it), over its median at the same
+    radius. Strokes and textures spread over many frequencies; a decoder's grid is one peak.
+    """
+    grey = images.float().mean(dim=1)
+    grey = grey - grey.mean(dim=(1, 2), keepdim=True)
+    height, width = grey.shape[-2:]
+    window = torch.outer(torch.hann_window(height, periodic=False, device=grey.device),
+                         torch.hann_window(width, periodic=False, device=grey.device))
+    power = torch.fft.fft2(grey * window).abs().pow(2).mean(dim=0)
+    fy = torch.fft.fftfreq(height, device=grey.device).view(-1, 1)
+    fx = torch.fft.fftfreq(width, device=grey.device).view(1, -1)
+    radius = torch.hypot(fy, fx)
+    rows, cols = torch.arange(height, device=grey.device).view(-1, 1), torch.arange(width, device=grey.device).view(1, -1)
+    ratios = []
+    for period in periods:
+        if min(height, width) < 4 * period:
+            continue
+        for dy, dx in ((1, 0), (0, 1), (1, 1)):
+            y, x = round(dy * height / period) % height, round(dx * width / period) % width
+            peak = power[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].amax()
+            # The ring without the peak's own neighbourhood, which the window's leakage lifts.
+            near_y = ((rows - y) % height).minimum((y - rows) % height) <= 2
+            near = near_y & (((cols - x) % width).minimum((x - cols) % width) <= 2)
+            ring = ((radius - radius[y, x]).abs() < 4.0 / max(height, width)) & ~near
+            level = power[ring].median().detach().clamp_min(1e-12)
+            ratios.append(0.5 * torch.log(peak.clamp_min(1e-12) / level))
+    return torch.stack(ratios) if ratios else images.new_zeros(0, dtype=torch.float32)
+
+
+def grid_loss(images: torch.Tensor, reference: torch.Tensor, periods: Sequence[int] = (2, 4),
+              tolerance: float = 1.5) -> torch.Tensor:
+    """How far the decoded ``images`` show a regular grid beyond what their ``reference`` (the content batch) has.
+
+    A decoder that upsamples by 2 learns a faint fixed-phase pattern at 2 and 4 px: it moves VGG19's relu1_1/relu2_1
+    statistics towards the style's, so the style loss rewards it (hybridstyle-base's 512 px outputs peak at ~20x the
+    spectrum around them at period 2, photos at ~1x). Penalised: each :func:`grid_peaks` ratio of ``images`` above the
+    reference's (JPEG photos have 8-px block peaks of their own) times ``tolerance``; mean over periods and
+    directions. Unlike total variation, this leaves strokes and textures alone.
+    """
+    with torch.no_grad():
+        allowed = grid_peaks(reference, periods).clamp_min(0) + math.log(tolerance)
+    return F.relu(grid_peaks(images, periods) - allowed).mean() if allowed.numel() else images.new_zeros(())
 
 
 def discriminator_loss(real_logits: Sequence[torch.Tensor], fake_logits: Sequence[torch.Tensor], kind: str) -> torch.Tensor:

@@ -125,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="with --teacher_dir: the discriminator's real images are the teacher's outputs instead of the "
                            "styles, so the adversarial loss asks for the teacher's texture wherever it is, not its pixels")
     loss.add_argument("--tv_weight", type=float, default=0.0, help="total variation (smoothness)")
+    loss.add_argument("--grid_weight", type=float, default=0.0,
+                      help="regular 2/4-px grid in the outputs' spectrum beyond the content's (losses.grid_loss): "
+                      "the pattern an upsampling decoder learns because VGG19's fine statistics reward it")
     loss.add_argument("--identity_weight", type=float, default=0.0,
                       help="identity loss: a content image stylized with itself must come back (costs one more pass)")
     loss.add_argument("--adv_weight", type=float, default=0.05, help="adversarial loss weight; 0 disables the GAN")
@@ -911,6 +914,10 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
                         local["teacher_feat"] = loss_teacher_feat
                 if args.tv_weight:
                     g_loss = g_loss + args.tv_weight * losses.total_variation_loss(images)
+                if args.grid_weight:
+                    loss_grid = losses.grid_loss(images, content)
+                    g_loss = g_loss + args.grid_weight * loss_grid
+                    local["grid"] = loss_grid
                 if args.identity_weight:
                     loss_identity = F.l1_loss(identity.float(), torch.cat([content, style]))
                     g_loss = g_loss + args.identity_weight * loss_identity

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import sys
 import threading
 import warnings
@@ -31,6 +30,8 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conftest import free_port  # noqa: E402
+
 import app  # noqa: E402
 from hybridstyle import HybridStyle  # noqa: E402
 
@@ -49,9 +50,7 @@ def served_demo(tmp_path_factory):
     torch.manual_seed(0)
     model = HybridStyle(block_out_channels=(4, 8, 16, 32), layers_per_block=(1, 1, 1, 1))
     demo = app.build_demo(model, tmp_path_factory.mktemp("served"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -340,9 +339,7 @@ def default_server(tmp_path_factory):
     model = app.load_model()
     assert type(model).__name__ == "HybridStyle" and model.config.encoder_weights == "vgg19-caffe-imagenet"
     demo = app.build_demo(model, tmp_path_factory.mktemp("served-default"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         _, url, _ = app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

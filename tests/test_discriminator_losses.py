@@ -175,6 +175,33 @@ def test_total_variation_loss() -> None:
     assert L.total_variation_loss(ramp).item() == pytest.approx(1.0)
 
 
+def _strokes(seed: int, n: int = 4, size: int = 128) -> torch.Tensor:
+    """Smooth random texture: noise blurred to strokes a few pixels wide, as a painting has (no regular grid)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(n, 3, size // 4, size // 4, generator=g)
+    return torch.nn.functional.interpolate(noise, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def test_grid_loss_finds_a_decoders_grid_and_leaves_strokes_alone() -> None:
+    strokes, photo = _strokes(0), _strokes(1)
+    rows, cols = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    checker = 0.03 * ((rows + cols) % 2 * 2 - 1).float()  # a 2-px checkerboard, 3% of the range: faint, as in base
+    columns = 0.03 * (cols // 2 % 2 * 2 - 1).float()  # 4-px vertical stripes
+    assert L.grid_loss(strokes, photo).item() == 0  # texture is not a grid
+    assert L.grid_peaks(strokes + checker).max() > 3  # its peak: >20x the spectrum at the same radius
+    assert L.grid_loss(strokes + checker, photo).item() > 0.2
+    assert L.grid_loss(strokes + columns, photo).item() > 0.2
+    # A grid the content already has (a photo's own) is not charged to the decoder.
+    assert L.grid_loss(strokes + checker, photo + checker).item() == 0
+    # The gradient removes the grid: one step against it lowers the checkerboard's amplitude, not the strokes.
+    image = (strokes + checker).requires_grad_(True)
+    L.grid_loss(image, photo).backward()
+    step = -image.grad / image.grad.abs().max() * 0.01
+    amplitude = lambda x: ((x - strokes) * checker.sign()).mean()  # noqa: E731
+    assert amplitude(strokes + checker + step) < amplitude(strokes + checker) - 1e-3
+    assert L.grid_loss(torch.rand(1, 3, 7, 7), torch.rand(1, 3, 7, 7)).item() == 0  # under 4 periods: no loss
+
+
 def test_diversity_loss() -> None:
     g = torch.Generator().manual_seed(6)
     images = torch.rand(4, 3, 16, 16, generator=g, requires_grad=True)

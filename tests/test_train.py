@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, make_image, make_texture
+from conftest import free_port, load_script, make_image, make_texture
 from PIL import Image
 
 from hybridstyle import HybridStyle, HybridStyleFast
@@ -170,6 +170,19 @@ def test_grow_decoder_starts_from_exactly_the_same_model_and_refuses_others():
         train.grow_decoder(grown, 1)
     with pytest.raises(ValueError, match="needs a HybridStyleFast"):
         train.grow_decoder(HybridStyle(**TINY), 2)
+
+
+def test_grid_weight_adds_the_grid_loss_to_the_generator(data, tmp_path):
+    run(base_args(data, tmp_path / "plain", steps=2))
+    run(base_args(data, tmp_path / "grid", "--grid_weight", "100", steps=2))
+    plain, gridded = read_losses(tmp_path / "plain"), read_losses(tmp_path / "grid")
+    assert all("grid" not in row for row in plain)
+    for a, b in zip(plain, gridded, strict=True):
+        assert b["grid"] >= 0 and math.isfinite(b["grid"])
+        # Same seed, same batches: the first step's generator loss differs by exactly the weighted grid term.
+        if a["step"] == 1:
+            assert b["grid"] > 0  # a random decoder's nearest upsampling leaves a grid
+            assert math.isclose(b["g_loss"], a["g_loss"] + 100 * b["grid"], rel_tol=1e-4, abs_tol=1e-5)
 
 
 def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tmp_path):
@@ -435,13 +448,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
     last = read_losses(out)[-1]["step"]
     assert checkpoint_steps(out) == [last]
     assert "stop requested: saved checkpoint-" in stderr
-
-
-def free_port() -> int:
-    """A port free now; another process may take it before ours binds it, so callers retry on "address in use"."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
