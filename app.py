@@ -49,7 +49,7 @@ from PIL import Image, UnidentifiedImageError
 from hybridstyle import HybridStyle
 from hybridstyle.devices import serving_dtype
 from hybridstyle.image_io import ImageLoadError, load_image, load_mask
-from hybridstyle.modeling_hybridstyle import BUNDLED_MODELS, DEFAULT_MODEL
+from hybridstyle.registry import BUNDLED_MODELS, DEFAULT_MODEL
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "hybridstyle" / "examples"
 MAX_STYLES = 4

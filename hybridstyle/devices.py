@@ -66,14 +66,13 @@ def cpu_has_fast_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return any(flag in flags for flag in FAST_BFLOAT16_CPU_FLAGS)
 
 
-def serving_dtype(device: torch.device | str, choice: str = "auto", cpuinfo: str | Path = "/proc/cpuinfo") -> torch.dtype:
+def serving_dtype(device: torch.device | str, choice: str = "auto") -> torch.dtype:
     """The dtype to serve a model in on ``device``: ``choice``, or for ``"auto"`` bfloat16 on a CPU that computes it
     natively and float32 everywhere else (float16 on a GPU is the user's call: some models overflow in it).
 
     Parameters:
         device: where the model runs.
         choice: one of ``SERVING_DTYPES``.
-        cpuinfo: the file of CPU flags to read (tests pass their own).
     """
     import torch
 
@@ -81,6 +80,6 @@ def serving_dtype(device: torch.device | str, choice: str = "auto", cpuinfo: str
         raise ValueError(f"dtype must be one of {', '.join(SERVING_DTYPES)}, got {choice!r}")
     device = torch.device(device)
     if choice == "auto":
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bfloat16(cpuinfo) else torch.float32
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bfloat16() else torch.float32
     check_dtype(device, choice)
     return getattr(torch, choice)

@@ -73,6 +73,14 @@ def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
     return (images[:, :, 1:] - images[:, :, :-1]).abs().mean() + (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean()
 
 
+def grid_frequency_bins(height: int, width: int, periods: Sequence[int]) -> list[tuple[int, int]]:
+    """The (row, column) bins of a ``height`` x ``width`` FFT where a regular grid of each of ``periods`` pixels peaks:
+    horizontal, vertical and diagonal, per period; periods that repeat fewer than 4 times in the image are left out."""
+    return [(round(dy * height / period) % height, round(dx * width / period) % width)
+            for period in periods if min(height, width) >= 4 * period
+            for dy, dx in ((1, 0), (0, 1), (1, 1))]
+
+
 def grid_peaks(images: torch.Tensor, periods: Sequence[int] = (2, 4)) -> torch.Tensor:
     """The log amplitude ratio of a regular grid of each of ``periods`` pixels (horizontal, vertical, diagonal) to the
     spectrum around it, in a batch of images: one value per period and direction, ~0 for no grid.
@@ -92,18 +100,14 @@ def grid_peaks(images: torch.Tensor, periods: Sequence[int] = (2, 4)) -> torch.T
     radius = torch.hypot(fy, fx)
     rows, cols = torch.arange(height, device=grey.device).view(-1, 1), torch.arange(width, device=grey.device).view(1, -1)
     ratios = []
-    for period in periods:
-        if min(height, width) < 4 * period:
-            continue
-        for dy, dx in ((1, 0), (0, 1), (1, 1)):
-            y, x = round(dy * height / period) % height, round(dx * width / period) % width
-            peak = power[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].amax()
-            # The ring without the peak's own neighbourhood, which the window's leakage lifts.
-            near_y = ((rows - y) % height).minimum((y - rows) % height) <= 2
-            near = near_y & (((cols - x) % width).minimum((x - cols) % width) <= 2)
-            ring = ((radius - radius[y, x]).abs() < 4.0 / max(height, width)) & ~near
-            level = power[ring].median().detach().clamp_min(1e-12)
-            ratios.append(0.5 * torch.log(peak.clamp_min(1e-12) / level))
+    for y, x in grid_frequency_bins(height, width, periods):
+        peak = power[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].amax()
+        # The ring without the peak's own neighbourhood, which the window's leakage lifts.
+        near_y = ((rows - y) % height).minimum((y - rows) % height) <= 2
+        near = near_y & (((cols - x) % width).minimum((x - cols) % width) <= 2)
+        ring = ((radius - radius[y, x]).abs() < 4.0 / max(height, width)) & ~near
+        level = power[ring].median().detach().clamp_min(1e-12)
+        ratios.append(0.5 * torch.log(peak.clamp_min(1e-12) / level))
     return torch.stack(ratios) if ratios else images.new_zeros(0, dtype=torch.float32)
 
 

@@ -20,7 +20,8 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
 from .image_io import ImageInput
-from .modeling_hybridstyle import BUNDLED_MODELS, DEFAULT_MODEL, HybridStyle
+from .modeling_hybridstyle import HybridStyle
+from .registry import BUNDLED_MODELS, DEFAULT_MODEL
 from .stylize_images import stylize_image
 
 EXAMPLE_DOC_STRING = """

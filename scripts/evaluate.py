@@ -62,8 +62,8 @@ import judge_network  # noqa: E402
 from hybridstyle import HybridStyle, HybridStyleFast, losses  # noqa: E402
 from hybridstyle.data import find_images  # noqa: E402
 from hybridstyle.image_io import load_image, pil_to_tensor  # noqa: E402
-from hybridstyle.modeling_hybridstyle import DEFAULT_MODEL  # noqa: E402
 from hybridstyle.ops import calc_mean_std  # noqa: E402
+from hybridstyle.registry import DEFAULT_MODEL  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
@@ -399,14 +399,10 @@ def grid_peak(image: Image.Image, periods: Sequence[int] = (2, 4, 8, 16)) -> flo
     fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
     radius = np.hypot(fy, fx)
     worst = 0.0
-    for period in periods:
-        if min(height, width) < 4 * period:
-            continue
-        for dy, dx in ((1, 0), (0, 1), (1, 1)):
-            y, x = round(dy * height / period) % height, round(dx * width / period) % width
-            peak = spectrum[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
-            ring = np.abs(radius - radius[y, x]) < 2.0 / max(height, width)
-            worst = max(worst, float(peak / max(np.median(spectrum[ring]), 1e-12)))
+    for y, x in losses.grid_frequency_bins(height, width, periods):
+        peak = spectrum[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
+        ring = np.abs(radius - radius[y, x]) < 2.0 / max(height, width)
+        worst = max(worst, float(peak / max(np.median(spectrum[ring]), 1e-12)))
     return worst
 
 

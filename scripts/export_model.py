@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from hybridstyle.modeling_hybridstyle import BUNDLED_MODELS, WEIGHTS_DIR, HybridStyle
+from hybridstyle.modeling_hybridstyle import WEIGHTS_DIR, HybridStyle
+from hybridstyle.registry import BUNDLED_MODELS
 
 
 def main() -> None:

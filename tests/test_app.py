@@ -487,7 +487,7 @@ def test_load_model_serves_bfloat16_only_where_the_cpu_computes_it(tmp_path, mon
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     real = devices.cpu_has_fast_bfloat16
-    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda _path="/proc/cpuinfo": real(cpuinfo))
+    monkeypatch.setattr(devices, "cpu_has_fast_bfloat16", lambda: real(cpuinfo))
     monkeypatch.setattr(app.torch.cuda, "is_available", lambda: False)
     tiny_model().save_pretrained(tmp_path / "tiny")
     monkeypatch.setenv("HYBRIDSTYLE_MODEL", str(tmp_path / "tiny"))
