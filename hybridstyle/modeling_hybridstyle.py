@@ -39,11 +39,13 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL_DIR = WEIGHTS_DIR / DEFAULT_MODEL
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
+MAX_LEVELS = 8
+
 # What a config may ask for, checked before a model is built from it (a hostile or broken config.json must not allocate
 # 154 GB or fail deep inside torch): (lowest, highest) of each whole-number key, or of each entry of a list key.
 CONFIG_BOUNDS = {"block_out_channels": (1, 4096), "layers_per_block": (1, 64), "encoder_bottleneck_layers": (0, 64),
-                 "decoder_bottleneck_layers": (0, 64), "decoder_layers_per_level": (1, 64), "style_modulation_dim": (0, 4096)}
-MAX_LEVELS = 8
+                 "decoder_bottleneck_layers": (0, 64), "decoder_layers_per_level": (1, 64), "style_modulation_dim": (0, 4096),
+                 "noise_levels": (0, MAX_LEVELS - 1)}
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 10M
 
 
@@ -53,31 +55,98 @@ MAX_PARAMETERS = 500_000_000  # 2 GB of float32; the bundled models have under 1
 UPSAMPLE_MODES = ("nearest", "bilinear", "bilinear_finest")
 
 
-class Decoder(nn.Module):
-    """Mirror of the encoder: upsampling + reflection-padded 3x3 convs (no transposed convs: checkerboards)."""
+def position_noise(height: int, width: int, top: torch.Tensor, left: torch.Tensor, seed: int) -> torch.Tensor:
+    """Noise of zero mean and unit variance, ``(N, 1, height, width)``, that is a function of each pixel's position:
+    sample ``n``'s pixel ``(y, x)`` is a hash of ``(top[n] + y, left[n] + x, seed)``.
 
-    def __init__(self, block_out_channels: Sequence[int], layers_per_block: Sequence[int], upsample_mode: str = "nearest"):
+    A tile of a large image or a video frame asks for its own position and gets the same noise the whole image would
+    have there, so tiles agree and a still scene does not flicker (a random draw would do neither).
+    """
+    rows = torch.arange(height, device=top.device).view(1, -1, 1) + top.view(-1, 1, 1)
+    cols = torch.arange(width, device=top.device).view(1, 1, -1) + left.view(-1, 1, 1)
+    mask = 0xFFFFFFFF
+    # Chris Wellons' "lowbias32" integer hash in int64 (the products' low 32 bits are exact, overflow only wraps).
+    h = (rows * 0x8DA6B343 + cols * 0xD8163841 + seed * 0x2C1B3C6D) & mask
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & mask
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & mask
+    h = h ^ (h >> 16)
+    uniform = h.to(torch.float32) * (1.0 / 2**32)
+    return ((uniform - 0.5) * 12**0.5).unsqueeze(1)
+
+
+class NoiseInjection(nn.Module):
+    """StyleGAN's noise input: ``features + scale * noise``, one noise map broadcast to every channel with a learned
+    per-channel scale, initialised to 0 (a decoder given noise starts out computing exactly what it did without).
+
+    A decoder whose upsampling leaves no grid still has to draw the artwork's grain somewhere: from the noise instead of
+    from a fixed-phase pattern. In training each sample gets a random position (no fixed pattern to learn); in use, the
+    position the caller passes (see :func:`position_noise`).
+    """
+
+    def __init__(self, channels: int, seed: int):
         super().__init__()
+        self.scale = nn.Parameter(torch.zeros(channels))
+        self.seed = seed
+
+    def forward(self, features: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        batch, _, height, width = features.shape
+        device = features.device
+        if self.training:
+            top, left = torch.randint(0, 2**20, (2, batch), device=device)
+        else:
+            top, left = (torch.full((batch,), value, device=device) for value in origin)
+        noise = position_noise(height, width, top, left, self.seed).to(features.dtype)
+        return features + self.scale.view(1, -1, 1, 1).to(features.dtype) * noise
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: upsampling + reflection-padded 3x3 convs (no transposed convs: checkerboards), with
+    optional :class:`NoiseInjection` after the ``noise_levels`` finest upsamplings."""
+
+    def __init__(self, block_out_channels: Sequence[int], layers_per_block: Sequence[int], upsample_mode: str = "nearest",
+                 noise_levels: int = 0):
+        super().__init__()
+        if not 0 <= noise_levels < len(block_out_channels):
+            raise ValueError(f"noise_levels must be from 0 to {len(block_out_channels) - 1} (the decoder's upsamplings), "
+                             f"got {noise_levels}")
         layers: list[nn.Module] = []
         channels = list(block_out_channels)
         # Nearest upsampling repeats each pixel 2x2, which the following convs turn into a fine regular grid; bilinear
         # does not, but a decoder trained with one mode decodes the other into a blur (it must be trained for it).
         nearest, bilinear = dict(mode="nearest"), dict(mode="bilinear", align_corners=False)
+        # Sequential index of an upsampling -> (its noise module, the output pixels per pixel there). The noise modules
+        # live beside ``layers`` so the layers' names, and with them saved weights, stay those of a decoder without.
+        self._noise_after: dict[int, tuple[int, int]] = {}
+        noise: list[NoiseInjection] = []
         for block in range(len(channels) - 1, 0, -1):
             finest = block == 1
             upsample = bilinear if upsample_mode == "bilinear" or (upsample_mode == "bilinear_finest" and finest) else nearest
             layers += self._conv(channels[block], channels[block - 1]) + [nn.Upsample(scale_factor=2, **upsample)]
+            if block <= noise_levels:
+                self._noise_after[len(layers) - 1] = (len(noise), 2 ** (block - 1))
+                noise.append(NoiseInjection(channels[block - 1], seed=block))
             for _ in range(layers_per_block[block - 1] - 1):
                 layers += self._conv(channels[block - 1], channels[block - 1])
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels[0], 3, 3)]
         self.layers = nn.Sequential(*layers)
+        self.noise = nn.ModuleList(noise)
 
     @staticmethod
     def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
         return [nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, 3), nn.ReLU()]
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features)
+    def forward(self, features: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """``origin``: where in the whole output image this one's top-left pixel lies (tiles), for the noise."""
+        if not self._noise_after:
+            return self.layers(features)
+        for index, layer in enumerate(self.layers):
+            features = layer(features)
+            if index in self._noise_after:
+                which, stride = self._noise_after[index]
+                features = self.noise[which](features, (origin[0] // stride, origin[1] // stride))
+        return features
 
 
 @dataclass
@@ -109,6 +178,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
             The decoder's upsampling: `"nearest"`, `"bilinear"` (no grid from repeated pixels) or `"bilinear_finest"`
             (bilinear only for the last, finest step, whose 2-px grid is the visible one). The decoder's weights must
             have been trained with the mode they are used with.
+        noise_levels (`int`, defaults to `0`):
+            How many of the decoder's finest upsamplings are followed by a StyleGAN-like noise input (a fixed function
+            of pixel position, with a learned per-channel scale). 0: none, the decoder of the bundled models.
     """
 
     config_name = "config.json"
@@ -121,6 +193,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
         layers_per_block: tuple[int, ...] = VGG19_LAYERS_PER_BLOCK,
         encoder_weights: str = "vgg19-caffe-imagenet",
         upsample_mode: str = "nearest",
+        noise_levels: int = 0,
     ):
         super().__init__()
         if len(block_out_channels) != len(layers_per_block) or len(block_out_channels) < 2:
@@ -129,7 +202,7 @@ class HybridStyle(ModelMixin, ConfigMixin):
             raise ValueError(f"upsample_mode must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample_mode!r}")
         self.encoder = VGGEncoder(block_out_channels, layers_per_block)
         self.encoder.requires_grad_(False)
-        self.decoder = Decoder(block_out_channels, layers_per_block, upsample_mode)
+        self.decoder = Decoder(block_out_channels, layers_per_block, upsample_mode, noise_levels)
         self.downsample_factor = 2 ** (len(block_out_channels) - 1)
 
     # ---- building blocks used by training and by stylize ---------------------------------------------------------
@@ -142,8 +215,9 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """The deepest tap (relu4_1), which the style transform acts on."""
         return self.encode(images)[-1]
 
-    def decode(self, features: torch.Tensor) -> torch.Tensor:
-        return self.decoder(features)
+    def decode(self, features: torch.Tensor, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """Images from relu4_1 features; ``origin``: the output's top-left pixel in the whole image (a tile's)."""
+        return self.decoder(features, origin)
 
     # The style transform acts on a list of feature levels: base transforms relu4_1 only; HybridStyleFast overrides
     # these two methods to transform (and decode from) every level of its encoder.
@@ -151,9 +225,10 @@ class HybridStyle(ModelMixin, ConfigMixin):
         """The feature maps the style transform acts on, finest first."""
         return [self.encode_content(images)]
 
-    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """Images of ``size`` from (transformed) :meth:`feature_levels`."""
-        return self.decode(levels[-1])
+    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int],
+                      origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """Images of ``size`` from (transformed) :meth:`feature_levels`; ``origin`` as in :meth:`decode`."""
+        return self.decode(levels[-1], origin)
 
     def transform(
         self,

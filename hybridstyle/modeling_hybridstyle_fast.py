@@ -295,7 +295,9 @@ class HybridStyleFast(HybridStyle):
         levels.masks = masks
         return levels
 
-    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int],
+                      origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        # ``origin`` is unused: this decoder has no position-dependent noise, so every tile decodes alike.
         # Read before anything replaces ``levels`` by a plain list, which would drop them.
         target_stats = getattr(levels, "target_stats", None)
         masks = getattr(levels, "masks", None)

@@ -48,7 +48,8 @@ class StyleModel(Protocol):
     def transform_levels(self, content_levels: Sequence[torch.Tensor], style_levels: Sequence[Sequence], *args: Any,
                          content_stats: Sequence | None = None) -> list[torch.Tensor]: ...
 
-    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor: ...
+    def decode_levels(self, levels: Sequence[torch.Tensor], size: tuple[int, int],
+                      origin: tuple[int, int] = (0, 0)) -> torch.Tensor: ...
 
 
 # ---- geometry ----------------------------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def stylize_tiled(
             region = None if masks is None else crop(masks, box)
             targets = model.transform_levels(model.feature_levels(crop_pixels), style_levels, weights, alpha, region,
                                              content_stats=content_stats)
-            image = model.decode_levels(targets, tuple(crop_pixels.shape[2:])).float().cpu()
+            image = model.decode_levels(targets, tuple(crop_pixels.shape[2:]), origin=(box[0], box[2])).float().cpu()
             ramp = blend_window(box, (height, width), ramp_width)
             rows = slice(box[0] - band_top, box[1] - band_top)
             out[..., rows, box[2] : box[3]] += image * ramp

@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--flatten_skips", type=int, default=None, metavar="N",
                        help="with --init_from a HybridStyleFast: its N finest skips reach the decoder as style means only "
                        "(config flat_skip_levels), in training and use alike, so the decoder must paint that texture")
+    model.add_argument("--noise_levels", type=int, default=None,
+                       help="base architecture: a noise input (zero-initialised scale) after the N finest decoder "
+                       "upsamplings (config noise_levels); with --init_from, training continues from the same weights")
     model.add_argument("--upsample_mode", choices=UPSAMPLE_MODES, default=None,
                        help="base architecture: the decoder's upsampling (config upsample_mode); with --init_from, "
                        "training continues from the same weights with the new mode (bilinear: no grid from repeated "
@@ -488,6 +491,19 @@ def with_upsample_mode(model: HybridStyle, mode: str) -> HybridStyle:
     return changed
 
 
+def with_noise_levels(model: HybridStyle, levels: int) -> HybridStyle:
+    """``model`` (base architecture) with noise inputs after its ``levels`` finest upsamplings: same weights, and the
+    new noise scales start at 0, so it computes what ``model`` did until training moves them."""
+    if isinstance(model, HybridStyleFast):
+        raise ValueError("--noise_levels is for the base architecture (hybridstyle-fast has no noise inputs)")
+    changed = rebuilt(model, noise_levels=levels)
+    missing, unexpected = changed.load_state_dict(model.state_dict(), strict=False)
+    dropped = [k for k in unexpected if not k.startswith("decoder.noise.")]
+    if dropped or any(not k.startswith("decoder.noise.") for k in missing):
+        raise ValueError(f"--noise_levels could not carry the weights over (missing {missing}, unexpected {unexpected})")
+    return changed
+
+
 def generator_of(model: HybridStyle) -> torch.nn.Module:
     """The trained part: the whole light model, or base's decoder (its VGG19 encoder stays frozen)."""
     return model if isinstance(model, HybridStyleFast) else model.decoder
@@ -719,6 +735,9 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
     if args.upsample_mode is not None:
         model = with_upsample_mode(model, args.upsample_mode)
         logger.info(f"decoder upsampling: {args.upsample_mode}")
+    if args.noise_levels is not None:
+        model = with_noise_levels(model, args.noise_levels)
+        logger.info(f"decoder noise inputs after the {args.noise_levels} finest upsamplings")
     fast = isinstance(model, HybridStyleFast)
     if args.skip_dropout and not fast:
         raise ValueError("--skip_dropout needs --architecture fast (hybridstyle-base has no skips)")

@@ -902,3 +902,78 @@ def test_no_import_circles(module: str, not_imported: str) -> None:
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _noisy(noise_levels: int, scale: float = 0.5) -> HybridStyle:
+    from conftest import he_initialized
+
+    model = he_initialized(HybridStyle(**TINY_CONFIG, upsample_mode="bilinear_finest", noise_levels=noise_levels)).eval()
+    for noise in model.decoder.noise:
+        noise.scale.data.fill_(scale)
+    return model
+
+
+def test_noise_inputs_start_at_zero_are_fixed_in_use_random_in_training_and_round_trip(tmp_path) -> None:
+    from conftest import he_initialized
+
+    plain = he_initialized(HybridStyle(**TINY_CONFIG, upsample_mode="bilinear_finest")).eval()
+    fresh = HybridStyle(**TINY_CONFIG, upsample_mode="bilinear_finest", noise_levels=2).eval()
+    missing, unexpected = fresh.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["decoder.noise.0.scale", "decoder.noise.1.scale"]
+    content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        # Zero scales (a new model's): exactly the decoder without noise, so training starts from the loaded weights.
+        assert torch.equal(fresh(content, style).images, plain(content, style).images)
+        noisy = _noisy(2)
+        first, second = noisy(content, style).images, noisy(content, style).images
+        assert torch.equal(first, second)  # in use the noise is a function of position: same input, same output
+        assert (first - plain(content, style).images).abs().mean() > 1e-3
+        noisy.train()
+        assert not torch.equal(noisy(content, style).images, noisy(content, style).images)  # training: random positions
+    noisy.eval().save_pretrained(tmp_path)
+    loaded = HybridStyle.from_pretrained(tmp_path).eval()
+    assert loaded.config.noise_levels == 2
+    with torch.no_grad():
+        assert torch.equal(loaded(content, style).images, first)
+
+
+def test_noise_is_zero_mean_unit_variance_white_and_the_same_wherever_it_is_asked_for() -> None:
+    start = torch.zeros(1, dtype=torch.long)
+    noise = modeling_hybridstyle.position_noise(256, 256, start, start, seed=1)
+    assert noise.shape == (1, 1, 256, 256)
+    assert abs(float(noise.mean())) < 0.02 and abs(float(noise.std()) - 1) < 0.02
+    # White: neighbours uncorrelated (a grid or a smooth field would correlate them).
+    assert abs(float((noise[..., 1:] * noise[..., :-1]).mean())) < 0.02
+    assert abs(float((noise[..., 1:, :] * noise[..., :-1, :]).mean())) < 0.02
+    part = modeling_hybridstyle.position_noise(32, 48, start + 100, start + 40, seed=1)
+    assert torch.equal(part, noise[..., 100:132, 40:88])
+    assert not torch.equal(modeling_hybridstyle.position_noise(32, 48, start + 100, start + 40, seed=2), part)
+
+
+def test_noisy_decoder_gives_a_tile_the_noise_of_its_place_in_the_image(monkeypatch) -> None:
+    # A crop of the features decoded at its origin matches the whole image's decoding away from the crop's edges (the
+    # convs' receptive field); decoded as if at (0, 0), as a plain random draw per tile would be, it does not.
+    model = _noisy(2, scale=1.0)
+    features = torch.rand(1, 32, 16, 12)
+    with torch.no_grad():
+        whole = model.decode(features)
+        crop = features[..., 8:16, 4:12]
+        inner = (slice(None), slice(None), slice(16, -16), slice(16, -16))
+        reference = whole[..., 64:128, 32:96][inner]
+        placed = (model.decode(crop, origin=(64, 32))[inner] - reference).abs().max()
+        misplaced = (model.decode(crop)[inner] - reference).abs().mean()
+    assert placed < 1e-4 and misplaced > 0.05, (float(placed), float(misplaced))
+    # Tiled stylization asks for each tile's place: its padded box's top-left corner in the image.
+    origins, decode = [], type(model).decode_levels
+    monkeypatch.setattr(type(model), "decode_levels",
+                        lambda self, levels, size, origin=(0, 0): origins.append(origin) or decode(self, levels, size, origin))
+    model.stylize(make_image(128, 96), make_texture(48, 48), tile=64)
+    assert origins[0] == (0, 0) and len(set(origins)) == len(origins) == 4
+    assert all(top % 8 == 0 and left % 8 == 0 for top, left in origins) and max(max(o) for o in origins) > 0
+
+
+def test_noise_levels_must_fit_the_decoder() -> None:
+    with pytest.raises(ValueError, match=r"noise_levels must be from 0 to 3 \(the decoder's upsamplings\), got 4"):
+        HybridStyle(**TINY_CONFIG, noise_levels=4)
+    with pytest.raises(ValueError, match="noise_levels must be a whole number from 0 to 7"):
+        HybridStyle.check_config({**TINY_CONFIG, "noise_levels": 9})

@@ -218,6 +218,29 @@ def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tm
     assert any(isinstance(m, torch.nn.Upsample) and m.mode == "bilinear" for m in trained.decoder.modules())
 
 
+def test_noise_levels_keep_the_weights_start_silent_and_train(data, tmp_path):
+    from conftest import he_initialized
+
+    plain = he_initialized(HybridStyle(**TINY)).eval()
+    noisy = train.with_noise_levels(plain, 2).eval()
+    assert noisy.config.noise_levels == 2 and len(noisy.decoder.noise) == 2
+    for key, value in plain.state_dict().items():
+        assert torch.equal(noisy.state_dict()[key], value)
+    content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(noisy(content, style).images, plain(content, style).images)
+    with pytest.raises(ValueError, match="--noise_levels is for the base architecture"):
+        train.with_noise_levels(HybridStyleFast(block_out_channels=(4, 8, 16)), 1)
+
+    start = tmp_path / "start"
+    plain.save_pretrained(start)
+    run(base_args(data, tmp_path / "run", "--init_from", str(start), "--noise_levels", "1", steps=3))
+    trained = HybridStyle.from_pretrained(tmp_path / "run")
+    assert trained.config.noise_levels == 1
+    # The noise scales are trained with the decoder (they start at 0; the generator's optimizer moves them).
+    assert trained.decoder.noise[0].scale.abs().max() > 0
+
+
 def test_final_model_is_fp16_readable_by_others_with_a_last_validation_grid(data, tmp_path):
     # What a user of the README's fine-tune one-liner gets: a short run (fewer steps than --validation_steps).
     out = tmp_path / "out"
