@@ -909,7 +909,7 @@ def _noisy(noise_levels: int, scale: float = 0.5) -> HybridStyle:
 
     model = he_initialized(HybridStyle(**TINY_CONFIG, upsample_mode="bilinear_finest", noise_levels=noise_levels)).eval()
     for noise in model.decoder.noise:
-        noise.scale.data.fill_(scale)
+        noise.scale.data.fill_(scale / noise.gain)  # ``scale``: the effective one
     return model
 
 
