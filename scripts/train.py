@@ -498,8 +498,7 @@ def with_noise_levels(model: HybridStyle, levels: int) -> HybridStyle:
         raise ValueError("--noise_levels is for the base architecture (hybridstyle-fast has no noise inputs)")
     changed = rebuilt(model, noise_levels=levels)
     missing, unexpected = changed.load_state_dict(model.state_dict(), strict=False)
-    dropped = [k for k in unexpected if not k.startswith("decoder.noise.")]
-    if dropped or any(not k.startswith("decoder.noise.") for k in missing):
+    if any(not key.startswith("decoder.noise.") for key in (*missing, *unexpected)):
         raise ValueError(f"--noise_levels could not carry the weights over (missing {missing}, unexpected {unexpected})")
     return changed
 
