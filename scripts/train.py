@@ -491,9 +491,20 @@ def reconfigure_base_decoder(model: HybridStyle, **changes) -> HybridStyle:
         raise ValueError(f"{flags}: for the base architecture only (hybridstyle-fast upsamples bilinearly and has no "
                          "noise inputs)")
     changed = rebuilt(model, **changes)
-    missing, unexpected = changed.load_state_dict(model.state_dict(), strict=False)
-    if any(not key.startswith("decoder.noise.") for key in (*missing, *unexpected)):
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.noise.")}
+    missing, unexpected = changed.load_state_dict(weights, strict=False)
+    if unexpected or any(not key.startswith("decoder.noise.") for key in missing):
         raise ValueError(f"{flags} could not carry the weights over (missing {missing}, unexpected {unexpected})")
+    # Noise modules are indexed coarsest first, so an index names a different level once their number changes: carry
+    # each scale over by its level (``seed`` is the decoder block it follows), and refuse to drop trained ones.
+    kept = {injection.seed: injection for injection in changed.decoder.noise}
+    for old in model.decoder.noise:
+        if old.seed in kept:
+            kept[old.seed].scale.data.copy_(old.scale.data)
+        elif old.scale.abs().max() > 0:
+            raise ValueError(f"{flags}: the model's noise input at decoder block {old.seed} is trained (scale up to "
+                             f"{old.scale.abs().max().item() * old.gain:.3g}) and {changed.config.noise_levels} noise "
+                             f"levels would drop it; keep --noise_levels at {model.config.noise_levels} or more")
     return changed
 
 

@@ -242,6 +242,24 @@ def test_noise_levels_keep_the_weights_start_silent_and_train(data, tmp_path):
     assert trained.decoder.noise[0].scale.abs().max() > 0
 
 
+def test_changing_noise_levels_keeps_each_trained_scale_at_its_level_and_refuses_to_drop_one():
+    from conftest import he_initialized
+
+    one = he_initialized(HybridStyle(**TINY, noise_levels=1)).eval()
+    torch.nn.init.uniform_(one.decoder.noise[0].scale, 0.1, 0.2)  # a trained finest-level noise input
+    two = train.reconfigure_base_decoder(one, noise_levels=2)
+    # Indexed coarsest first: the finest level's scale is now noise[1]; the new coarser one starts silent.
+    assert torch.equal(two.decoder.noise[1].scale, one.decoder.noise[0].scale)
+    assert two.decoder.noise[0].seed == 2 and not two.decoder.noise[0].scale.any()
+    content, style = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(two.eval()(content, style).images, one(content, style).images)
+    back = train.reconfigure_base_decoder(two, noise_levels=1)  # the coarser scale is still 0: nothing is lost
+    assert torch.equal(back.decoder.noise[0].scale, one.decoder.noise[0].scale)
+    with pytest.raises(ValueError, match=r"noise input at decoder block 1 is trained .* keep --noise_levels at 1 or more"):
+        train.reconfigure_base_decoder(one, noise_levels=0)
+
+
 def test_final_model_is_fp16_readable_by_others_with_a_last_validation_grid(data, tmp_path):
     # What a user of the README's fine-tune one-liner gets: a short run (fewer steps than --validation_steps).
     out = tmp_path / "out"
