@@ -835,15 +835,20 @@ def test_bundled_model_preserve_color_keeps_the_photos_chroma(bundled_model, ast
     assert kept * 255 < 2.0 and kept < 0.2 * changed, (float(kept) * 255, float(changed) * 255)
 
 
-def test_bundled_model_in_bfloat16_is_close_to_float32(bundled_model, astronaut, great_wave, bundled_result) -> None:
+def test_bundled_model_in_bfloat16_is_close_to_float32(bundled_model, astronaut, great_wave) -> None:
     import copy
 
+    # Small inputs: on CPUs without native bfloat16 (no AVX512-BF16 / AMX) its convolutions are emulated, and the
+    # base model took 338 s at 256 px content + 512 px style; at 128 + 256 px, 40 s.
+    content = astronaut.resize((128, 128), Image.LANCZOS)
+    style = great_wave.resize((256, round(256 * great_wave.height / great_wave.width)), Image.LANCZOS)
+    reference = np.asarray(bundled_model.stylize(content, style, tile=0), dtype=np.float64)
     half = torch.nn.Module.to(copy.deepcopy(bundled_model), torch.bfloat16)
-    out = np.asarray(half.stylize(astronaut, great_wave, tile=0), dtype=np.float64)
-    error = np.abs(out - bundled_result).mean()
-    recon = np.asarray(bundled_model.stylize(astronaut, great_wave, alpha=0.0), dtype=np.float64)
-    effect = np.abs(bundled_result - recon).mean()
-    # Measured 0.31 / 0.59 of 255 (fast / base), against a style effect of about 31.
+    out = np.asarray(half.stylize(content, style, tile=0), dtype=np.float64)
+    error = np.abs(out - reference).mean()
+    recon = np.asarray(bundled_model.stylize(content, style, alpha=0.0), dtype=np.float64)
+    effect = np.abs(reference - recon).mean()
+    # Measured for base at this size: 0.67 of 255, against a style effect of 39.
     assert error < 2.0 and error < 0.1 * effect, (error, effect)
 
 
